@@ -1,0 +1,83 @@
+//! sauti's HTTP API.
+//!
+//! [`build_router`] assembles every route over an [`AppState`]; [`run`] serves it on a
+//! listener the caller bound (port 0 in tests) until `shutdown` resolves, then drains
+//! in-flight requests.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+mod auth;
+mod error;
+mod extract;
+mod idempotency;
+mod metrics;
+pub mod openapi;
+mod pagination;
+mod routes;
+mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use sauti_store::Store;
+
+pub use error::{ApiError, ErrorBody};
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// How long a login session (`POST /api/authenticate`) lasts.
+    pub session_ttl: Duration,
+    /// Largest request body accepted; larger ones answer 413.
+    pub body_limit_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl: Duration::from_secs(24 * 3600),
+            body_limit_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<ApiConfig>,
+    metrics: Arc<metrics::HttpMetrics>,
+}
+
+impl AppState {
+    pub fn new(store: Store, config: ApiConfig) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+            metrics: Arc::new(metrics::HttpMetrics::new()),
+        }
+    }
+}
+
+/// The whole application: native API, operations endpoints, OpenAPI and docs.
+pub fn build_router(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// Serve `build_router(state)` on `listener` until `shutdown` completes, then finish the
+/// requests in flight.
+pub async fn run(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = build_router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,151 @@
+//! Route table of the native API and the operations endpoints.
+
+pub mod access_tokens;
+pub mod accounts;
+pub mod ops;
+pub mod session;
+pub mod users;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use sauti_core::ValidationErrors;
+use sauti_core::metadata::{self, MergeMode};
+use sauti_store::JsonMap;
+use serde::Deserialize;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::{AppState, auth, idempotency, metrics};
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/account",
+            get(accounts::show_current).patch(accounts::update_current),
+        )
+        .route("/api/accounts", get(accounts::index).post(accounts::create))
+        .route(
+            "/api/accounts/{id}",
+            get(accounts::show).patch(accounts::update).delete(accounts::destroy),
+        )
+        .route("/api/users", get(users::index).post(users::create))
+        .route(
+            "/api/users/{id}",
+            get(users::show).patch(users::update).delete(users::destroy),
+        )
+        .route("/api/users/{id}/user_events", post(users::create_event))
+        .route(
+            "/api/access_tokens",
+            get(access_tokens::index).post(access_tokens::create),
+        )
+        .route(
+            "/api/access_tokens/{id}",
+            get(access_tokens::show)
+                .patch(access_tokens::update)
+                .delete(access_tokens::destroy),
+        )
+        .route("/api/authenticate", post(session::authenticate))
+        .route("/api/logout", post(session::logout))
+        .route("/api/user", get(session::current_user));
+
+    let body_limit = state.config.body_limit_bytes;
+    Router::new()
+        .merge(api)
+        .merge(ops::router())
+        .merge(crate::openapi::router())
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // Outermost last: trace → metrics → body limit → credential → idempotency → handler.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::guard))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::resolve))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// `201 Created` with `Location` and the resource.
+pub(crate) fn created<T: serde::Serialize>(location: String, body: T) -> Response {
+    let mut resp = (StatusCode::CREATED, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// `204 No Content` with `Location`, as SCFM answers updates and deletes.
+pub(crate) fn no_content(location: String) -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// `metadata` and `metadata_merge_mode` of an update body.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct MetadataPatch {
+    /// Key-value pairs to store on the object.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<JsonMap>,
+    /// `merge` (default): update top-level keys; `replace`: the update becomes the metadata;
+    /// `deep_merge`: merge nested objects recursively.
+    #[schema(example = "merge")]
+    pub metadata_merge_mode: Option<String>,
+}
+
+/// A validated metadata change, applied to the current value at write time.
+#[derive(Debug, Clone)]
+pub(crate) struct MetadataChange(Option<(JsonMap, MergeMode)>);
+
+impl MetadataPatch {
+    pub(crate) fn validate(self, errors: &mut ValidationErrors) -> MetadataChange {
+        let mode = match self.metadata_merge_mode.as_deref() {
+            None => MergeMode::Merge,
+            Some(m) => MergeMode::parse(m).unwrap_or_else(|| {
+                errors.add("metadata_merge_mode", "must be one of: merge, replace, deep_merge");
+                MergeMode::Merge
+            }),
+        };
+        MetadataChange(self.metadata.map(|m| (m, mode)))
+    }
+}
+
+impl MetadataChange {
+    pub(crate) fn apply(&self, current: &mut JsonMap) {
+        if let Some((update, mode)) = &self.0 {
+            *current = metadata::apply(current, update.clone(), *mode);
+        }
+    }
+}
+
+/// Parse permission names, adding errors for unknown ones and for any the caller does not
+/// hold itself (a token cannot grant more than it has).
+pub(crate) fn granted_permissions(
+    names: &[String],
+    caller: &auth::Caller,
+    errors: &mut ValidationErrors,
+) -> Vec<String> {
+    match sauti_core::permissions::parse_list(names) {
+        Err(unknown) => {
+            errors.add("permissions", format!("unknown permissions: {}", unknown.join(", ")));
+            vec![]
+        }
+        Ok(perms) => {
+            let missing: Vec<&str> = perms.iter().filter(|p| !caller.has(**p)).map(|p| p.as_str()).collect();
+            if !missing.is_empty() {
+                errors.add(
+                    "permissions",
+                    format!(
+                        "cannot grant permissions the current token lacks: {}",
+                        missing.join(", ")
+                    ),
+                );
+            }
+            perms.iter().map(|p| p.as_str().to_string()).collect()
+        }
+    }
+}

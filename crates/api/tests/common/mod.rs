@@ -1,0 +1,197 @@
+//! Test harness: the real server on 127.0.0.1:0 over a fresh database, driven over HTTP.
+//!
+//! `both_backends!(name, |app| async move { … })` defines `name::sqlite` and
+//! `name::postgres`; the PostgreSQL one prints a line and passes when
+//! `SAUTI_TEST_DATABASE_URL` is unset (CI always sets it).
+#![allow(dead_code)]
+
+use reqwest::{Method, StatusCode};
+use sauti_api::{ApiConfig, AppState};
+use sauti_store::testing::{Backend, TestDatabase};
+use sauti_store::{Store, StoreOptions};
+use serde_json::Value;
+
+pub struct App {
+    pub base: String,
+    pub store: Store,
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _db: TestDatabase,
+}
+
+/// A tenant made the way an operator makes one (`sauti accounts create`).
+pub struct Tenant {
+    pub account_id: i64,
+    pub token: String,
+    pub token_id: i64,
+}
+
+impl App {
+    pub async fn start(backend: Backend) -> Option<App> {
+        Self::start_with(backend, ApiConfig::default()).await
+    }
+
+    pub async fn start_with(backend: Backend, config: ApiConfig) -> Option<App> {
+        let db = TestDatabase::create(backend).await?;
+        let store = Store::connect(&db.url, &StoreOptions { max_connections: 4 })
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let state = AppState::new(store.clone(), config);
+        let server = tokio::spawn(sauti_api::run(state, listener, async move {
+            let _ = rx.await;
+        }));
+        Some(App {
+            base,
+            store,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            server: Some(server),
+            _db: db,
+        })
+    }
+
+    pub async fn tenant(&self, name: &str) -> Tenant {
+        let b = sauti_api::admin::create_account(&self.store, name, false)
+            .await
+            .expect("create account");
+        Tenant {
+            account_id: b.account.id,
+            token: b.access_token,
+            token_id: b.access_token_id,
+        }
+    }
+
+    pub async fn super_admin(&self) -> Tenant {
+        let b = sauti_api::admin::create_account(&self.store, "Platform", true)
+            .await
+            .expect("create account");
+        Tenant {
+            account_id: b.account.id,
+            token: b.access_token,
+            token_id: b.access_token_id,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A request with a bearer token and an optional JSON body.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        Resp::from(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, Some(token), Some(body)).await
+    }
+    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// A token of `tenant`'s account holding exactly `permissions`.
+    pub async fn token_with(&self, tenant: &Tenant, permissions: &[&str]) -> String {
+        let r = self
+            .post(
+                "/api/access_tokens",
+                &tenant.token,
+                serde_json::json!({"permissions": permissions}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(s) = self.server.take() {
+            s.await.expect("server task").expect("server");
+        }
+        self.store.close().await;
+    }
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    pub async fn from(r: reqwest::Response) -> Resp {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Assert the house error shape and return its machine code.
+    pub fn error_code(&self) -> &str {
+        assert!(
+            self.body["errors"].is_object(),
+            "not the house error shape: {} {}",
+            self.status,
+            self.text
+        );
+        self.body["code"].as_str().expect("error code")
+    }
+}
+
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, |$app:ident| $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn scenario($app: $crate::common::App) {
+                $body.await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::common::App::start(sauti_store::testing::Backend::Sqlite)
+                    .await
+                    .unwrap();
+                scenario(app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(app) = $crate::common::App::start(sauti_store::testing::Backend::Postgres).await {
+                    scenario(app).await;
+                }
+            }
+        }
+    };
+}

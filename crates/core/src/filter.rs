@@ -1,0 +1,687 @@
+//! The list query language of the native API (SCFM "Filtering, Sorting and Pagination").
+//!
+//! `q[...]` parameters are parsed into a typed AST ([`Filter`]), which is compiled to a SQL
+//! condition per backend with bound parameters only: a value from the request never
+//! becomes SQL text.
+//!
+//! Grammar of the keys:
+//! - `q[metadata][k1][k2]…[kN(.cast)?(.op)?]=value` — a metadata condition at the nested
+//!   path `k1…kN`; `cast` is `date` or `numeric`; `op` is one of `in any lt lteq gt gteq
+//!   exists` (equality when absent). `in` and `any` take a comma-separated list.
+//! - `q[created_at_before]`, `q[created_at_after]`, `q[updated_at_before]`,
+//!   `q[updated_at_after]` — an ISO-8601 date or timestamp.
+//! - `q[<field>]=value` — equality on a field the resource declares.
+//! - `sort=-id,created_at`, `page`, `per_page` (25 by default, at most 100).
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+
+use crate::validation::ValidationErrors;
+
+pub const DEFAULT_PER_PAGE: u32 = 25;
+pub const MAX_PER_PAGE: u32 = 100;
+
+/// Which SQL dialect to compile to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The type of a filterable column, used to parse the request's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    Text,
+    Int,
+    Bool,
+}
+
+/// A field a resource lets clients filter on with `q[name]=value`.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub column: &'static str,
+    pub kind: FieldKind,
+}
+
+/// What one resource allows in its list query.
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceSpec {
+    /// Columns clients may sort by (the API name is the column name).
+    pub sortable: &'static [&'static str],
+    /// Extra `q[field]` equality filters.
+    pub fields: &'static [FieldSpec],
+    /// Whether the resource has a `metadata` column.
+    pub has_metadata: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cast {
+    Text,
+    Date,
+    Numeric,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetadataOp {
+    Eq(Scalar),
+    In(Vec<Scalar>),
+    /// The value at the path is an array holding any of these.
+    Any(Vec<String>),
+    Lt(Scalar),
+    Lteq(Scalar),
+    Gt(Scalar),
+    Gteq(Scalar),
+    Exists(bool),
+}
+
+/// A comparison operand, already parsed by the cast.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    Text(String),
+    /// A calendar date, compared as `YYYY-MM-DD`.
+    Date(NaiveDate),
+    Numeric(f64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    Metadata { path: Vec<String>, op: MetadataOp },
+    Before { column: &'static str, at: DateTime<Utc> },
+    After { column: &'static str, at: DateTime<Utc> },
+    Field { column: &'static str, value: SqlValue },
+}
+
+/// A conjunction of conditions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKey {
+    pub column: &'static str,
+    pub descending: bool,
+}
+
+/// A parsed list request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListQuery {
+    pub filter: Filter,
+    pub sort: Vec<SortKey>,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+impl ListQuery {
+    pub fn offset(&self) -> u64 {
+        u64::from(self.page - 1) * u64::from(self.per_page)
+    }
+}
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Timestamp(DateTime<Utc>),
+    /// PostgreSQL only (`text[]`), for JSON paths.
+    TextArray(Vec<String>),
+}
+
+const OPS: &[&str] = &["in", "any", "lt", "lteq", "gt", "gteq", "exists"];
+const CASTS: &[&str] = &["date", "numeric"];
+
+/// Parse the decoded query pairs of a list request.
+///
+/// Unknown keys outside `q[...]`, `sort`, `page` and `per_page` are ignored (clients add
+/// cache-busters); anything malformed inside them is a validation error, never a 500.
+pub fn parse_list_query(pairs: &[(String, String)], spec: &ResourceSpec) -> Result<ListQuery, ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    let mut filter = Filter::default();
+    let mut sort = Vec::new();
+    let mut page = 1u32;
+    let mut per_page = DEFAULT_PER_PAGE;
+
+    for (key, value) in pairs {
+        match key.as_str() {
+            "sort" => match parse_sort(value, spec) {
+                Ok(s) => sort = s,
+                Err(m) => errors.add("sort", m),
+            },
+            "page" => match value.parse::<u32>() {
+                Ok(p) if p >= 1 => page = p,
+                _ => errors.add("page", "must be a whole number of at least 1"),
+            },
+            "per_page" => match value.parse::<u32>() {
+                Ok(p) if p >= 1 => per_page = p.min(MAX_PER_PAGE),
+                _ => errors.add("per_page", "must be a whole number of at least 1"),
+            },
+            k if k == "q" || k.starts_with("q[") => match parse_q(k, value, spec) {
+                Ok(c) => filter.conditions.push(c),
+                Err(m) => errors.add("q", m),
+            },
+            _ => {}
+        }
+    }
+    errors.into_result()?;
+    Ok(ListQuery {
+        filter,
+        sort,
+        page,
+        per_page,
+    })
+}
+
+fn parse_sort(value: &str, spec: &ResourceSpec) -> Result<Vec<SortKey>, String> {
+    let mut keys = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (descending, name) = match part.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, part.strip_prefix('+').unwrap_or(part)),
+        };
+        let column = spec
+            .sortable
+            .iter()
+            .find(|c| **c == name)
+            .ok_or_else(|| format!("cannot sort by {name:?}; allowed: {}", spec.sortable.join(", ")))?;
+        keys.push(SortKey { column, descending });
+    }
+    Ok(keys)
+}
+
+/// Split `q[a][b][c]` into `["a", "b", "c"]`.
+fn bracket_segments(key: &str) -> Result<Vec<&str>, String> {
+    let mut rest = key.strip_prefix('q').unwrap_or(key);
+    let mut segs = Vec::new();
+    while !rest.is_empty() {
+        let inner = rest
+            .strip_prefix('[')
+            .ok_or_else(|| format!("malformed filter key {key:?}"))?;
+        let end = inner.find(']').ok_or_else(|| format!("malformed filter key {key:?}"))?;
+        segs.push(&inner[..end]);
+        rest = &inner[end + 1..];
+    }
+    if segs.is_empty() || segs.iter().any(|s| s.is_empty()) {
+        return Err(format!("malformed filter key {key:?}"));
+    }
+    Ok(segs)
+}
+
+fn parse_q(key: &str, value: &str, spec: &ResourceSpec) -> Result<Condition, String> {
+    let segs = bracket_segments(key)?;
+    match segs[0] {
+        "metadata" if spec.has_metadata => parse_metadata(&segs[1..], value, key),
+        "created_at_before" | "created_at_after" | "updated_at_before" | "updated_at_after" if segs.len() == 1 => {
+            let at = parse_time(value).ok_or_else(|| format!("{} must be an ISO 8601 date or time", segs[0]))?;
+            let (column, before) = match segs[0] {
+                "created_at_before" => ("created_at", true),
+                "created_at_after" => ("created_at", false),
+                "updated_at_before" => ("updated_at", true),
+                _ => ("updated_at", false),
+            };
+            Ok(if before {
+                Condition::Before { column, at }
+            } else {
+                Condition::After { column, at }
+            })
+        }
+        name if segs.len() == 1 => {
+            let field = spec
+                .fields
+                .iter()
+                .find(|f| f.name == name)
+                .ok_or_else(|| format!("unknown filter {name:?}"))?;
+            let value = match field.kind {
+                FieldKind::Text => SqlValue::Text(value.to_string()),
+                FieldKind::Int => SqlValue::Int(value.parse().map_err(|_| format!("{name} must be a whole number"))?),
+                FieldKind::Bool => {
+                    SqlValue::Bool(parse_bool(value).ok_or_else(|| format!("{name} must be true or false"))?)
+                }
+            };
+            Ok(Condition::Field {
+                column: field.column,
+                value,
+            })
+        }
+        _ => Err(format!("unknown filter {key:?}")),
+    }
+}
+
+fn split_list(v: &str) -> Vec<&str> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Accepts `2023-09-17`, `2023-09-17T06:34:48Z`, `2023-09-17T06:34:48.708+03:00` and
+/// `2023-09-17 06:34:48` (UTC).
+pub fn parse_time(v: &str) -> Option<DateTime<Utc>> {
+    let v = v.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(v, fmt) {
+            return Some(t.and_utc());
+        }
+    }
+    NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .ok()
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+}
+
+fn parse_metadata(segs: &[&str], value: &str, key: &str) -> Result<Condition, String> {
+    let Some((last, parents)) = segs.split_last() else {
+        return Err(format!("{key:?} names no metadata key"));
+    };
+    // The operator and cast ride on the last key: `date_of_birth.date.gt`.
+    let mut parts: Vec<&str> = last.split('.').collect();
+    let op = if parts.len() > 1 && OPS.contains(parts.last().expect("non-empty")) {
+        parts.pop()
+    } else {
+        None
+    };
+    let cast = if parts.len() > 1 && CASTS.contains(parts.last().expect("non-empty")) {
+        match parts.pop() {
+            Some("date") => Cast::Date,
+            _ => Cast::Numeric,
+        }
+    } else {
+        Cast::Text
+    };
+    // `key.gte` is a mistyped operator, not a key literally named "key.gte": refuse it.
+    if let Some(last) = parts.last().filter(|_| parts.len() > 1)
+        && is_operator_like(last)
+    {
+        return Err(format!(
+            "unknown operator {last:?} in {key:?}; allowed: {}",
+            OPS.join(", ")
+        ));
+    }
+    let leaf = parts.join(".");
+    let mut path: Vec<String> = parents.iter().map(|s| s.to_string()).collect();
+    path.push(leaf);
+    for p in &path {
+        if p.is_empty() || p.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+            return Err(format!("invalid metadata key {p:?}"));
+        }
+    }
+
+    let scalar = |v: &str| -> Result<Scalar, String> {
+        match cast {
+            Cast::Text => Ok(Scalar::Text(v.to_string())),
+            Cast::Date => parse_time(v)
+                .map(|t| Scalar::Date(t.date_naive()))
+                .ok_or_else(|| format!("{v:?} is not a date (use YYYY-MM-DD)")),
+            Cast::Numeric => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(Scalar::Numeric)
+                .ok_or_else(|| format!("{v:?} is not a number")),
+        }
+    };
+
+    let op = match op {
+        None => MetadataOp::Eq(scalar(value)?),
+        Some("in") => {
+            let items = split_list(value);
+            if items.is_empty() {
+                return Err(format!("{key:?} needs at least one value"));
+            }
+            MetadataOp::In(items.into_iter().map(scalar).collect::<Result<_, _>>()?)
+        }
+        Some("any") => {
+            if cast != Cast::Text {
+                return Err(format!("{key:?}: the any operator takes no cast"));
+            }
+            let items = split_list(value);
+            if items.is_empty() {
+                return Err(format!("{key:?} needs at least one value"));
+            }
+            MetadataOp::Any(items.into_iter().map(String::from).collect())
+        }
+        Some("lt") => MetadataOp::Lt(scalar(value)?),
+        Some("lteq") => MetadataOp::Lteq(scalar(value)?),
+        Some("gt") => MetadataOp::Gt(scalar(value)?),
+        Some("gteq") => MetadataOp::Gteq(scalar(value)?),
+        Some("exists") => {
+            if cast != Cast::Text {
+                return Err(format!("{key:?}: the exists operator takes no cast"));
+            }
+            MetadataOp::Exists(parse_bool(value).ok_or_else(|| format!("{key:?} must be true or false"))?)
+        }
+        Some(other) => return Err(format!("unknown operator {other:?}")),
+    };
+    Ok(Condition::Metadata { path, op })
+}
+
+/// Words that read as an operator or cast someone mistyped (`gte`, `eq`, `neq`, `like`).
+fn is_operator_like(word: &str) -> bool {
+    matches!(
+        word,
+        "eq" | "ne"
+            | "neq"
+            | "not"
+            | "gte"
+            | "lte"
+            | "like"
+            | "ilike"
+            | "nin"
+            | "all"
+            | "contains"
+            | "int"
+            | "integer"
+            | "float"
+            | "number"
+            | "string"
+            | "datetime"
+            | "time"
+            | "bool"
+    )
+}
+
+/// A compiled condition: SQL text with `$N` placeholders and the values to bind, in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sql {
+    pub text: String,
+    pub params: Vec<SqlValue>,
+}
+
+impl Sql {
+    /// Bind a value and return its placeholder.
+    pub fn bind(&mut self, v: SqlValue) -> String {
+        self.params.push(v);
+        format!("${}", self.params.len())
+    }
+}
+
+impl Filter {
+    /// Append ` AND <condition>` for every condition to `sql`, binding values after the
+    /// ones `sql` already holds. Column names come from the resource spec, never the request.
+    pub fn compile_into(&self, dialect: Dialect, sql: &mut Sql) {
+        for c in &self.conditions {
+            sql.text.push_str(" AND ");
+            let cond = compile_condition(c, dialect, sql);
+            sql.text.push_str(&cond);
+        }
+    }
+}
+
+fn compile_condition(c: &Condition, dialect: Dialect, sql: &mut Sql) -> String {
+    match c {
+        Condition::Before { column, at } => format!("{column} < {}", sql.bind(SqlValue::Timestamp(*at))),
+        Condition::After { column, at } => format!("{column} > {}", sql.bind(SqlValue::Timestamp(*at))),
+        Condition::Field { column, value } => format!("{column} = {}", sql.bind(value.clone())),
+        Condition::Metadata { path, op } => compile_metadata(path, op, dialect, sql),
+    }
+}
+
+fn compile_metadata(path: &[String], op: &MetadataOp, dialect: Dialect, sql: &mut Sql) -> String {
+    let p = match dialect {
+        Dialect::Postgres => sql.bind(SqlValue::TextArray(path.to_vec())),
+        Dialect::Sqlite => {
+            let mut jp = String::from("$");
+            for k in path {
+                jp.push_str(".\"");
+                jp.push_str(k);
+                jp.push('"');
+            }
+            sql.bind(SqlValue::Text(jp))
+        }
+    };
+    // The value at the path as text: strings unquoted, numbers and booleans as JSON
+    // spells them, so `q[metadata][age]=30` matches both 30 and "30".
+    let text = match dialect {
+        Dialect::Postgres => format!("(metadata #>> {p}::text[])"),
+        Dialect::Sqlite => format!(
+            "(CASE json_type(metadata, {p}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
+             WHEN 'null' THEN NULL ELSE CAST(json_extract(metadata, {p}) AS TEXT) END)"
+        ),
+    };
+    let cast_of = |s: &Scalar| match s {
+        Scalar::Text(_) => Cast::Text,
+        Scalar::Date(_) => Cast::Date,
+        Scalar::Numeric(_) => Cast::Numeric,
+    };
+    // A value that does not read as the cast's type yields NULL and matches nothing,
+    // rather than failing the whole query.
+    let cast_expr = |cast: Cast| -> String {
+        match (cast, dialect) {
+            (Cast::Text, _) => text.clone(),
+            (Cast::Date, Dialect::Postgres) => {
+                format!("(CASE WHEN {text} ~ '^\\d{{4}}-\\d{{2}}-\\d{{2}}' THEN substr({text}, 1, 10) END)")
+            }
+            (Cast::Date, Dialect::Sqlite) => format!("date(substr({text}, 1, 10))"),
+            (Cast::Numeric, Dialect::Postgres) => format!(
+                "(CASE WHEN {text} ~ '^\\s*[-+]?(\\d+\\.?\\d*|\\.\\d+)([eE][-+]?\\d+)?\\s*$' THEN ({text})::double precision END)"
+            ),
+            (Cast::Numeric, Dialect::Sqlite) => format!(
+                "(CASE WHEN json_type(metadata, {p}) IN ('integer', 'real') THEN json_extract(metadata, {p}) \
+                 WHEN json_type(metadata, {p}) = 'text' AND trim({text}) <> '' \
+                 AND trim({text}) NOT GLOB '*[^0-9.eE+-]*' AND trim({text}) GLOB '*[0-9]*' \
+                 THEN CAST(trim({text}) AS REAL) END)"
+            ),
+        }
+    };
+    let mut operand = |s: &Scalar, sql: &mut Sql| -> String {
+        match s {
+            Scalar::Text(t) => sql.bind(SqlValue::Text(t.clone())),
+            Scalar::Date(d) => sql.bind(SqlValue::Text(d.format("%Y-%m-%d").to_string())),
+            Scalar::Numeric(f) => sql.bind(SqlValue::Float(*f)),
+        }
+    };
+    let cmp = |sym: &str, s: &Scalar, sql: &mut Sql, operand: &mut dyn FnMut(&Scalar, &mut Sql) -> String| {
+        let rhs = operand(s, sql);
+        format!("{} {sym} {rhs}", cast_expr(cast_of(s)))
+    };
+    match op {
+        MetadataOp::Eq(s) => cmp("=", s, sql, &mut operand),
+        MetadataOp::Lt(s) => cmp("<", s, sql, &mut operand),
+        MetadataOp::Lteq(s) => cmp("<=", s, sql, &mut operand),
+        MetadataOp::Gt(s) => cmp(">", s, sql, &mut operand),
+        MetadataOp::Gteq(s) => cmp(">=", s, sql, &mut operand),
+        MetadataOp::In(items) => {
+            let lhs = cast_expr(cast_of(&items[0]));
+            let rhs: Vec<String> = items.iter().map(|s| operand(s, sql)).collect();
+            format!("{lhs} IN ({})", rhs.join(", "))
+        }
+        MetadataOp::Any(items) => {
+            let rhs: Vec<String> = items.iter().map(|s| sql.bind(SqlValue::Text(s.clone()))).collect();
+            match dialect {
+                Dialect::Postgres => format!(
+                    "EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(metadata #> {p}::text[]) = 'array' \
+                     THEN metadata #> {p}::text[] ELSE '[]'::jsonb END) AS e(v) WHERE e.v IN ({}))",
+                    rhs.join(", ")
+                ),
+                Dialect::Sqlite => format!(
+                    "(json_type(metadata, {p}) = 'array' AND EXISTS (SELECT 1 FROM json_each(metadata, {p}) AS e \
+                     WHERE (CASE e.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(e.value AS TEXT) END) IN ({})))",
+                    rhs.join(", ")
+                ),
+            }
+        }
+        MetadataOp::Exists(want) => {
+            let present = match dialect {
+                Dialect::Postgres => format!("(metadata #> {p}::text[]) IS NOT NULL"),
+                Dialect::Sqlite => format!("json_type(metadata, {p}) IS NOT NULL"),
+            };
+            if *want { present } else { format!("NOT ({present})") }
+        }
+    }
+}
+
+/// `ORDER BY …` for a parsed sort, always ending in `id` so pages are stable.
+pub fn order_by(sort: &[SortKey]) -> String {
+    let mut parts: Vec<String> = sort
+        .iter()
+        .map(|k| format!("{} {}", k.column, if k.descending { "DESC" } else { "ASC" }))
+        .collect();
+    if !sort.iter().any(|k| k.column == "id") {
+        let id_desc = sort.first().map(|k| k.descending).unwrap_or(false);
+        parts.push(format!("id {}", if id_desc { "DESC" } else { "ASC" }));
+    }
+    format!(" ORDER BY {}", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: ResourceSpec = ResourceSpec {
+        sortable: &["id", "created_at", "updated_at"],
+        fields: &[FieldSpec {
+            name: "email",
+            column: "email",
+            kind: FieldKind::Text,
+        }],
+        has_metadata: true,
+    };
+
+    fn q(pairs: &[(&str, &str)]) -> Result<ListQuery, ValidationErrors> {
+        let owned: Vec<(String, String)> = pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        parse_list_query(&owned, &SPEC)
+    }
+
+    fn meta(path: &[&str], op: MetadataOp) -> Condition {
+        Condition::Metadata {
+            path: path.iter().map(|s| s.to_string()).collect(),
+            op,
+        }
+    }
+
+    #[test]
+    fn parses_the_scfm_example() {
+        let lq = q(&[
+            ("q[metadata][gender]", "f"),
+            ("q[metadata][date_of_birth.date.gt]", "2022-01-01"),
+            ("q[metadata][date_of_birth.date.lt]", "2022-02-01"),
+            ("q[created_at_after]", "2023-09-17"),
+            ("sort", "-id,created_at"),
+        ])
+        .unwrap();
+        let d = |s| Scalar::Date(NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap());
+        assert_eq!(
+            lq.filter.conditions,
+            vec![
+                meta(&["gender"], MetadataOp::Eq(Scalar::Text("f".into()))),
+                meta(&["date_of_birth"], MetadataOp::Gt(d("2022-01-01"))),
+                meta(&["date_of_birth"], MetadataOp::Lt(d("2022-02-01"))),
+                Condition::After {
+                    column: "created_at",
+                    at: parse_time("2023-09-17").unwrap()
+                },
+            ]
+        );
+        assert_eq!(
+            lq.sort,
+            vec![
+                SortKey {
+                    column: "id",
+                    descending: true
+                },
+                SortKey {
+                    column: "created_at",
+                    descending: false
+                }
+            ]
+        );
+        assert_eq!((lq.page, lq.per_page), (1, 25));
+    }
+
+    #[test]
+    fn nested_keys_lists_and_casts() {
+        let lq = q(&[
+            ("q[metadata][address][city.in]", "Nairobi, Mombasa"),
+            ("q[metadata][tags.any]", "a,b"),
+            ("q[metadata][age.numeric.gteq]", "18"),
+            ("q[metadata][nick.exists]", "false"),
+        ])
+        .unwrap();
+        assert_eq!(
+            lq.filter.conditions,
+            vec![
+                meta(
+                    &["address", "city"],
+                    MetadataOp::In(vec![Scalar::Text("Nairobi".into()), Scalar::Text("Mombasa".into())])
+                ),
+                meta(&["tags"], MetadataOp::Any(vec!["a".into(), "b".into()])),
+                meta(&["age"], MetadataOp::Gteq(Scalar::Numeric(18.0))),
+                meta(&["nick"], MetadataOp::Exists(false)),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_input_is_a_validation_error() {
+        for (k, v) in [
+            ("q[metadata][age.numeric.gt]", "old"),
+            ("q[metadata][dob.date.lt]", "yesterday"),
+            ("q[metadata][x.exists]", "maybe"),
+            ("q[metadata][x.gte]", "1"),
+            ("q[metadata][x.in]", ""),
+            ("q[metadata]", "x"),
+            ("q[metadata][]", "x"),
+            ("q[metadata][a\"b]", "x"),
+            ("q[nope]", "x"),
+            ("q[created_at_after]", "soon"),
+            ("q[metadata", "x"),
+            ("q", "x"),
+            ("sort", "password"),
+            ("page", "0"),
+            ("per_page", "lots"),
+        ] {
+            let err = q(&[(k, v)]).expect_err(k);
+            assert!(!err.is_empty());
+        }
+    }
+
+    #[test]
+    fn per_page_is_capped_and_fields_parse() {
+        let lq = q(&[("per_page", "500"), ("page", "3"), ("q[email]", "a@b.co")]).unwrap();
+        assert_eq!((lq.page, lq.per_page, lq.offset()), (3, 100, 200));
+        assert_eq!(
+            lq.filter.conditions,
+            vec![Condition::Field {
+                column: "email",
+                value: SqlValue::Text("a@b.co".into())
+            }]
+        );
+    }
+
+    #[test]
+    fn compiles_with_bound_parameters_only() {
+        let lq = q(&[
+            ("q[metadata][name]", "x'); DROP TABLE users; --"),
+            ("q[metadata][n.numeric.lt]", "5"),
+        ])
+        .unwrap();
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let mut sql = Sql {
+                text: "account_id = $1".into(),
+                params: vec![SqlValue::Int(1)],
+            };
+            lq.filter.compile_into(dialect, &mut sql);
+            assert!(!sql.text.contains("DROP"), "{}", sql.text);
+            assert_eq!(sql.params.len(), 5);
+            assert!(sql.params.contains(&SqlValue::Text("x'); DROP TABLE users; --".into())));
+        }
+        assert_eq!(order_by(&[]), " ORDER BY id ASC");
+        assert_eq!(
+            order_by(&[SortKey {
+                column: "created_at",
+                descending: true
+            }]),
+            " ORDER BY created_at DESC, id DESC"
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! The Store API: every read and write sauti makes, over SQLite or PostgreSQL.
+//!
+//! One [`Store`] wraps either pool. Queries are written once with `$N` placeholders, which
+//! both drivers accept, and run on whichever pool is configured ([`on_pool!`]); where the
+//! dialects differ (JSON paths, upserts) the SQL is chosen per [`Dialect`].
+//! Every tenant-owned query takes the account id and filters by it.
+#![forbid(unsafe_code)]
+
+mod accounts;
+mod error;
+mod idempotency;
+mod list;
+pub mod testing;
+mod tokens;
+mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+pub use accounts::{Account, AccountChanges, NewAccount};
+pub use error::{StoreError, StoreResult};
+pub use idempotency::{IdempotencyBegin, IdempotencyRecord};
+pub use list::Page;
+pub use sauti_core::filter::Dialect;
+pub use tokens::{AccessToken, NewAccessToken, Principal, TokenKind};
+pub use users::{NewUser, User, UserChanges};
+
+/// JSON columns: JSONB on PostgreSQL, text on SQLite.
+pub use sqlx::types::Json;
+pub type JsonMap = serde_json::Map<String, serde_json::Value>;
+
+#[derive(Clone, Debug)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Run `$body` with `$pool` bound to whichever pool the store holds. The body is compiled
+/// once per backend, so one query text serves both.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::Pool::Sqlite($pool) => $body,
+            $crate::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Connection settings beyond the URL.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { max_connections: 16 }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Connect to `sqlite://path` (the file is created) or `postgres://…`.
+    pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<Store> {
+        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            Pool::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                // WAL lets readers run beside the one writer; NORMAL sync is durable across
+                // process crashes (the WAL is fsynced at checkpoints), which is what we need.
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections.clamp(1, 8))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            Pool::Sqlite(pool)
+        } else {
+            return Err(StoreError::Config(format!(
+                "unsupported database URL (expected sqlite:// or postgres://): {}",
+                redact_url(url)
+            )));
+        };
+        Ok(Store { pool })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.pool {
+            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Apply pending migrations. On PostgreSQL sqlx takes an advisory lock, so several
+    /// nodes starting at once do not race.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match &self.pool {
+            Pool::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await?,
+            Pool::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// A round trip to the database, for readiness checks.
+    pub async fn ping(&self) -> StoreResult<()> {
+        on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await)
+    }
+}
+
+/// A database URL with any password replaced, fit for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,113 @@
+//! Filtered, sorted, paginated lists shared by every resource.
+
+use sauti_core::filter::{ListQuery, Sql, SqlValue, order_by};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{Arguments, AssertSqlSafe, FromRow};
+
+use crate::{Pool, Store, StoreResult};
+
+/// One page of a list, with the count of all matching rows.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+pub(crate) fn sqlite_args(params: &[SqlValue]) -> SqliteArguments {
+    let mut args = SqliteArguments::default();
+    for p in params {
+        let r = match p {
+            SqlValue::Text(s) => args.add(s.clone()),
+            SqlValue::Int(i) => args.add(*i),
+            SqlValue::Float(f) => args.add(*f),
+            SqlValue::Bool(b) => args.add(*b),
+            SqlValue::Timestamp(t) => args.add(*t),
+            // SQLite has no arrays; the filter compiler never emits one for it.
+            SqlValue::TextArray(a) => args.add(serde_json::to_string(a).unwrap_or_default()),
+        };
+        r.expect("encoding a plain value cannot fail");
+    }
+    args
+}
+
+pub(crate) fn pg_args(params: &[SqlValue]) -> PgArguments {
+    let mut args = PgArguments::default();
+    for p in params {
+        let r = match p {
+            SqlValue::Text(s) => args.add(s.clone()),
+            SqlValue::Int(i) => args.add(*i),
+            SqlValue::Float(f) => args.add(*f),
+            SqlValue::Bool(b) => args.add(*b),
+            SqlValue::Timestamp(t) => args.add(*t),
+            SqlValue::TextArray(a) => args.add(a.clone()),
+        };
+        r.expect("encoding a plain value cannot fail");
+    }
+    args
+}
+
+impl Store {
+    /// `SELECT * FROM table WHERE <scope> AND <filter> ORDER BY … LIMIT … OFFSET …` plus the
+    /// total count. `scope` is a trusted condition over `$1…` already bound in `base`.
+    pub(crate) async fn list_rows<T>(
+        &self,
+        table: &'static str,
+        mut base: Sql,
+        query: &ListQuery,
+    ) -> StoreResult<Page<T>>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
+        query.filter.compile_into(self.dialect(), &mut base);
+        let count_sql = format!("SELECT COUNT(*) FROM {table} WHERE {}", base.text);
+        let mut page = base.clone();
+        let limit = page.bind(SqlValue::Int(i64::from(query.per_page)));
+        let offset = page.bind(SqlValue::Int(query.offset() as i64));
+        let rows_sql = format!(
+            "SELECT * FROM {table} WHERE {}{} LIMIT {limit} OFFSET {offset}",
+            page.text,
+            order_by(&query.sort)
+        );
+        let (total, items) = match &self.pool {
+            Pool::Sqlite(p) => {
+                let total: i64 = sqlx::query_scalar_with(AssertSqlSafe(count_sql.clone()), sqlite_args(&base.params))
+                    .fetch_one(p)
+                    .await?;
+                let items = sqlx::query_as_with(AssertSqlSafe(rows_sql.clone()), sqlite_args(&page.params))
+                    .fetch_all(p)
+                    .await?;
+                (total, items)
+            }
+            Pool::Postgres(p) => {
+                let total: i64 = sqlx::query_scalar_with(AssertSqlSafe(count_sql.clone()), pg_args(&base.params))
+                    .fetch_one(p)
+                    .await?;
+                let items = sqlx::query_as_with(AssertSqlSafe(rows_sql.clone()), pg_args(&page.params))
+                    .fetch_all(p)
+                    .await?;
+                (total, items)
+            }
+        };
+        Ok(Page {
+            items,
+            total: total.max(0) as u64,
+        })
+    }
+}
+
+/// The scope condition for a tenant's rows.
+pub(crate) fn account_scope(account_id: i64) -> Sql {
+    Sql {
+        text: "account_id = $1".into(),
+        params: vec![SqlValue::Int(account_id)],
+    }
+}
+
+/// No scope (platform-wide lists, for super admins).
+pub(crate) fn everything() -> Sql {
+    Sql {
+        text: "1 = 1".into(),
+        params: vec![],
+    }
+}
