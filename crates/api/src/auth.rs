@@ -135,6 +135,12 @@ needs! {
     AccountsAdminWrite => AccountsWrite, super_admin = true;
     UsersRead => UsersRead;
     UsersWrite => UsersWrite;
+    ContactsRead => ContactsRead;
+    ContactsWrite => ContactsWrite;
+    GroupsRead => GroupsRead;
+    GroupsWrite => GroupsWrite;
+    ClientsRead => ClientsRead;
+    ClientsWrite => ClientsWrite;
 }
 
 /// An authenticated caller who satisfies `N`. Its `account_id` is the tenant every query
@@ -177,10 +183,11 @@ impl<S: Send + Sync, N: Need> FromRequestParts<S> for Authed<N> {
     }
 }
 
-/// The caller's account id if the request carries a valid token (for idempotency scope).
-pub(crate) fn account_of(req: &Request) -> Option<i64> {
+/// The caller's account id and token id if the request carries a valid token (for
+/// idempotency scope).
+pub(crate) fn account_of(req: &Request) -> Option<(i64, i64)> {
     match req.extensions().get::<Credential>() {
-        Some(Credential::Valid(c)) => Some(c.account_id),
+        Some(Credential::Valid(c)) => Some((c.account_id, c.token_id)),
         _ => None,
     }
 }

@@ -28,21 +28,39 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 ApiError::BadRequest(e.body_text())
             }
         })?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        if bytes != b"{}" && !content_type.as_deref().is_none_or(is_json) {
+        let blank = bytes.iter().all(u8::is_ascii_whitespace);
+        if !blank && !content_type.as_deref().is_none_or(is_json) {
             return Err(ApiError::UnsupportedMediaType);
         }
+        let bytes: &[u8] = if blank { b"{}" } else { &bytes };
         let value: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
         if !value.is_object() {
             return Err(ApiError::validation("base", "the body must be a JSON object"));
         }
+        if let Some(field) = nul_field(&value) {
+            return Err(ApiError::validation(&field, NUL_MESSAGE));
+        }
         serde_path_to_error(value).map(JsonBody)
     }
+}
+
+const NUL_MESSAGE: &str = "must not contain NUL characters";
+
+/// The top-level field of a body holding a NUL character in a string or key: PostgreSQL
+/// stores neither in text nor in JSONB, so it is refused up front on every backend.
+fn nul_field(body: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    fn has_nul(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(a) => a.iter().any(has_nul),
+            Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    let (k, _) = body.as_object()?.iter().find(|(k, v)| k.contains('\0') || has_nul(v))?;
+    Some(if k.contains('\0') { "base".into() } else { k.clone() })
 }
 
 fn is_json(ct: &str) -> bool {
@@ -85,6 +103,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
     }
 }
 
+/// Two numeric path ids (`/groups/{id}/contacts/{contact_id}`); anything else is 404.
+pub struct IdPair(pub i64, pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPair {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path((a, b)) = axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        match (a.parse::<i64>(), b.parse::<i64>()) {
+            (Ok(a), Ok(b)) if a > 0 && b > 0 => Ok(IdPair(a, b)),
+            _ => Err(ApiError::NotFound),
+        }
+    }
+}
+
 /// The decoded query string as ordered pairs (bracketed keys kept verbatim).
 pub struct RawQuery(pub Vec<(String, String)>);
 
@@ -101,6 +136,59 @@ impl<S: Send + Sync> FromRequestParts<S> for RawQuery {
 
 impl RawQuery {
     pub fn list_query(&self, spec: &ResourceSpec) -> Result<ListQuery, ApiError> {
+        // Filter values are bound as text, which PostgreSQL refuses to hold a NUL.
+        if let Some((k, _)) = self.0.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            let field = k.split('[').next().filter(|f| !f.is_empty() && !f.contains('\0'));
+            return Err(ApiError::validation(field.unwrap_or("base"), NUL_MESSAGE));
+        }
         parse_list_query(&self.0, spec).map_err(ApiError::Validation)
+    }
+}
+
+/// Turn a JSON filter object (SCFM's `contact_filter_params`) into the `q[...]` pairs the
+/// query string would carry: `{"metadata": {"gender": "f"}}` → `q[metadata][gender]=f`,
+/// arrays → Rack's `[]` form.
+pub fn filter_params_to_pairs(params: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
+    fn walk(prefix: String, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    walk(format!("{prefix}[{k}]"), v, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    walk(format!("{prefix}[]"), item, out);
+                }
+            }
+            serde_json::Value::String(s) => out.push((prefix, s.clone())),
+            serde_json::Value::Null => out.push((prefix, String::new())),
+            other => out.push((prefix, other.to_string())),
+        }
+    }
+    let mut out = Vec::new();
+    for (k, v) in params {
+        walk(format!("q[{k}]"), v, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn filter_params_become_q_pairs() {
+        let v = serde_json::json!({"metadata": {"gender": "f", "age.numeric.gt": 5, "tags.any": ["a", "b"]}, "opted_out": false});
+        let pairs = super::filter_params_to_pairs(v.as_object().unwrap());
+        let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            pairs,
+            vec![
+                s("q[metadata][age.numeric.gt]", "5"),
+                s("q[metadata][gender]", "f"),
+                s("q[metadata][tags.any][]", "a"),
+                s("q[metadata][tags.any][]", "b"),
+                s("q[opted_out]", "false"),
+            ]
+        );
     }
 }

@@ -37,7 +37,7 @@ async fn guarded(state: AppState, req: Request, next: Next) -> Result<Response, 
         ));
     };
     // Without a valid token there is no tenant to scope the key to; the handler answers 401.
-    let Some(account_id) = account_of(&req) else {
+    let Some((account_id, token_id)) = account_of(&req) else {
         return Ok(next.run(req).await);
     };
 
@@ -45,7 +45,10 @@ async fn guarded(state: AppState, req: Request, next: Next) -> Result<Response, 
     let bytes = axum::body::to_bytes(body, state.config.body_limit_bytes)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
-    let mut fingerprint = format!("{} {}\n", parts.method, parts.uri).into_bytes();
+    // Keys are scoped to the account, but a request is the same only if the same token
+    // made it: otherwise another token of the account that learnt the key (one without the
+    // permission, say) would be handed the first answer, secrets and all.
+    let mut fingerprint = format!("{token_id} {} {}\n", parts.method, parts.uri).into_bytes();
     fingerprint.extend_from_slice(&bytes);
     let digest = sha256_hex(&fingerprint);
 

@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
-use crate::routes::{access_tokens, accounts, ops, session, users};
+use crate::routes::{access_tokens, accounts, clients, contacts, groups, ops, session, users};
 
 /// Query parameters every list endpoint takes.
 #[derive(Debug, utoipa::IntoParams)]
@@ -37,6 +37,10 @@ pub struct ListParams {
         users::index, users::create, users::show, users::update, users::destroy, users::create_event,
         access_tokens::index, access_tokens::create, access_tokens::show, access_tokens::update, access_tokens::destroy,
         session::authenticate, session::logout, session::current_user,
+        contacts::index, contacts::create, contacts::upsert, contacts::show, contacts::update, contacts::destroy,
+        groups::index, groups::create, groups::show, groups::update, groups::destroy,
+        groups::contacts, groups::add_contacts, groups::link_contact, groups::unlink_contact,
+        clients::index, clients::create, clients::show, clients::update, clients::destroy, clients::contacts,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(crate::ErrorBody)),
@@ -46,6 +50,9 @@ pub struct ListParams {
         (name = "users", description = "People who log in"),
         (name = "access_tokens", description = "API keys"),
         (name = "session", description = "Log in and out"),
+        (name = "contacts", description = "The people an account reaches"),
+        (name = "groups", description = "Named lists of contacts"),
+        (name = "clients", description = "Organisations the account works with"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

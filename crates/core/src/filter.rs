@@ -39,6 +39,8 @@ pub enum FieldKind {
 #[derive(Debug, Clone, Copy)]
 pub struct FieldSpec {
     pub name: &'static str,
+    /// A column compared for equality, or, when it contains `{}`, a trusted SQL condition
+    /// in which `{}` stands for the bound value (`id IN (SELECT … WHERE group_id = {})`).
     pub column: &'static str,
     pub kind: FieldKind,
 }
@@ -143,6 +145,7 @@ pub fn parse_list_query(pairs: &[(String, String)], spec: &ResourceSpec) -> Resu
     let mut sort = Vec::new();
     let mut page = 1u32;
     let mut per_page = DEFAULT_PER_PAGE;
+    let mut arrays: Vec<(String, Vec<String>)> = Vec::new();
 
     for (key, value) in pairs {
         match key.as_str() {
@@ -158,11 +161,28 @@ pub fn parse_list_query(pairs: &[(String, String)], spec: &ResourceSpec) -> Resu
                 Ok(p) if p >= 1 => per_page = p.min(MAX_PER_PAGE),
                 _ => errors.add("per_page", "must be a whole number of at least 1"),
             },
-            k if k == "q" || k.starts_with("q[") => match parse_q(k, value, spec) {
-                Ok(c) => filter.conditions.push(c),
-                Err(m) => errors.add("q", m),
-            },
+            k if k == "q" || k.starts_with("q[") => {
+                // Rack's array form, `q[metadata][k.any][]=a&q[metadata][k.any][]=b`,
+                // gathers every value of the key into one list (SCFM's own example).
+                if let Some(base) = k.strip_suffix("[]").filter(|b| b.starts_with("q[")) {
+                    match arrays.iter_mut().find(|(b, _)| b == base) {
+                        Some((_, vs)) => vs.push(value.clone()),
+                        None => arrays.push((base.to_string(), vec![value.clone()])),
+                    }
+                    continue;
+                }
+                match parse_q(k, &QValue::One(value.clone()), spec) {
+                    Ok(c) => filter.conditions.push(c),
+                    Err(m) => errors.add("q", m),
+                }
+            }
             _ => {}
+        }
+    }
+    for (key, values) in arrays {
+        match parse_q(&key, &QValue::Many(values), spec) {
+            Ok(c) => filter.conditions.push(c),
+            Err(m) => errors.add("q", m),
         }
     }
     errors.into_result()?;
@@ -209,10 +229,37 @@ fn bracket_segments(key: &str) -> Result<Vec<&str>, String> {
     Ok(segs)
 }
 
-fn parse_q(key: &str, value: &str, spec: &ResourceSpec) -> Result<Condition, String> {
+/// A filter's value: one, or a list from Rack's `key[]=a&key[]=b` form.
+enum QValue {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl QValue {
+    /// The single value; a list is refused unless the operator takes one.
+    fn single(&self, key: &str) -> Result<&str, String> {
+        match self {
+            QValue::One(v) => Ok(v),
+            QValue::Many(_) => Err(format!("{key:?} takes one value, not a list")),
+        }
+    }
+
+    /// The items of a list operator (`in`, `any`): `a,b` or the `[]` form.
+    fn items(&self) -> Vec<&str> {
+        match self {
+            QValue::One(v) => split_list(v),
+            QValue::Many(vs) => vs.iter().map(|v| v.trim()).filter(|v| !v.is_empty()).collect(),
+        }
+    }
+}
+
+fn parse_q(key: &str, qvalue: &QValue, spec: &ResourceSpec) -> Result<Condition, String> {
     let segs = bracket_segments(key)?;
+    if segs[0] == "metadata" && spec.has_metadata {
+        return parse_metadata(&segs[1..], qvalue, key);
+    }
+    let value = qvalue.single(key)?;
     match segs[0] {
-        "metadata" if spec.has_metadata => parse_metadata(&segs[1..], value, key),
         "created_at_before" | "created_at_after" | "updated_at_before" | "updated_at_after" if segs.len() == 1 => {
             let at = parse_time(value).ok_or_else(|| format!("{} must be an ISO 8601 date or time", segs[0]))?;
             let (column, before) = match segs[0] {
@@ -278,7 +325,7 @@ pub fn parse_time(v: &str) -> Option<DateTime<Utc>> {
         .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
 }
 
-fn parse_metadata(segs: &[&str], value: &str, key: &str) -> Result<Condition, String> {
+fn parse_metadata(segs: &[&str], qvalue: &QValue, key: &str) -> Result<Condition, String> {
     let Some((last, parents)) = segs.split_last() else {
         return Err(format!("{key:?} names no metadata key"));
     };
@@ -331,10 +378,14 @@ fn parse_metadata(segs: &[&str], value: &str, key: &str) -> Result<Condition, St
         }
     };
 
+    let value = match op {
+        Some("in" | "any") => "",
+        _ => qvalue.single(key)?,
+    };
     let op = match op {
         None => MetadataOp::Eq(scalar(value)?),
         Some("in") => {
-            let items = split_list(value);
+            let items = qvalue.items();
             if items.is_empty() {
                 return Err(format!("{key:?} needs at least one value"));
             }
@@ -344,7 +395,7 @@ fn parse_metadata(segs: &[&str], value: &str, key: &str) -> Result<Condition, St
             if cast != Cast::Text {
                 return Err(format!("{key:?}: the any operator takes no cast"));
             }
-            let items = split_list(value);
+            let items = qvalue.items();
             if items.is_empty() {
                 return Err(format!("{key:?} needs at least one value"));
             }
@@ -421,14 +472,31 @@ fn compile_condition(c: &Condition, dialect: Dialect, sql: &mut Sql) -> String {
     match c {
         Condition::Before { column, at } => format!("{column} < {}", sql.bind(SqlValue::Timestamp(*at))),
         Condition::After { column, at } => format!("{column} > {}", sql.bind(SqlValue::Timestamp(*at))),
-        Condition::Field { column, value } => format!("{column} = {}", sql.bind(value.clone())),
+        Condition::Field { column, value } => {
+            let placeholder = sql.bind(value.clone());
+            if column.contains("{}") {
+                column.replace("{}", &placeholder)
+            } else {
+                format!("{column} = {placeholder}")
+            }
+        }
         Condition::Metadata { path, op } => compile_metadata(path, op, dialect, sql),
     }
 }
 
 fn compile_metadata(path: &[String], op: &MetadataOp, dialect: Dialect, sql: &mut Sql) -> String {
+    // PostgreSQL walks the path with `->` and text keys, which (unlike `#>`) never index
+    // into an array: `q[metadata][tags][0]` means the key "0" on both backends.
+    let pg_keys: Vec<String> = match dialect {
+        Dialect::Postgres => path
+            .iter()
+            .map(|k| format!("{}::text", sql.bind(SqlValue::Text(k.clone()))))
+            .collect(),
+        Dialect::Sqlite => vec![],
+    };
+    let pg_at = format!("(metadata -> {})", pg_keys.join(" -> "));
     let p = match dialect {
-        Dialect::Postgres => sql.bind(SqlValue::TextArray(path.to_vec())),
+        Dialect::Postgres => String::new(),
         Dialect::Sqlite => {
             let mut jp = String::from("$");
             for k in path {
@@ -442,7 +510,11 @@ fn compile_metadata(path: &[String], op: &MetadataOp, dialect: Dialect, sql: &mu
     // The value at the path as text: strings unquoted, numbers and booleans as JSON
     // spells them, so `q[metadata][age]=30` matches both 30 and "30".
     let text = match dialect {
-        Dialect::Postgres => format!("(metadata #>> {p}::text[])"),
+        Dialect::Postgres => match pg_keys.split_last() {
+            Some((last, [])) => format!("(metadata ->> {last})"),
+            Some((last, parents)) => format!("(metadata -> {} ->> {last})", parents.join(" -> ")),
+            None => "NULL".into(),
+        },
         Dialect::Sqlite => format!(
             "(CASE json_type(metadata, {p}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
              WHEN 'null' THEN NULL ELSE CAST(json_extract(metadata, {p}) AS TEXT) END)"
@@ -458,10 +530,16 @@ fn compile_metadata(path: &[String], op: &MetadataOp, dialect: Dialect, sql: &mu
     let cast_expr = |cast: Cast| -> String {
         match (cast, dialect) {
             (Cast::Text, _) => text.clone(),
-            (Cast::Date, Dialect::Postgres) => {
-                format!("(CASE WHEN {text} ~ '^\\d{{4}}-\\d{{2}}-\\d{{2}}' THEN substr({text}, 1, 10) END)")
-            }
-            (Cast::Date, Dialect::Sqlite) => format!("date(substr({text}, 1, 10))"),
+            // The leading `YYYY-MM-DD` of a string, compared as text; the same test on both
+            // backends (SQLite's date() would read a number as a Julian day).
+            (Cast::Date, Dialect::Postgres) => format!(
+                "(CASE WHEN {text} ~ '^\\d{{4}}-(0[1-9]|1[0-2])-(0[1-9]|[12]\\d|3[01])' THEN substr({text}, 1, 10) END)"
+            ),
+            (Cast::Date, Dialect::Sqlite) => format!(
+                "(CASE WHEN substr({text}, 1, 10) GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]' \
+                 AND substr({text}, 6, 2) BETWEEN '01' AND '12' AND substr({text}, 9, 2) BETWEEN '01' AND '31' \
+                 THEN substr({text}, 1, 10) END)"
+            ),
             (Cast::Numeric, Dialect::Postgres) => format!(
                 "(CASE WHEN {text} ~ '^\\s*[-+]?(\\d+\\.?\\d*|\\.\\d+)([eE][-+]?\\d+)?\\s*$' THEN ({text})::double precision END)"
             ),
@@ -499,8 +577,8 @@ fn compile_metadata(path: &[String], op: &MetadataOp, dialect: Dialect, sql: &mu
             let rhs: Vec<String> = items.iter().map(|s| sql.bind(SqlValue::Text(s.clone()))).collect();
             match dialect {
                 Dialect::Postgres => format!(
-                    "EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(metadata #> {p}::text[]) = 'array' \
-                     THEN metadata #> {p}::text[] ELSE '[]'::jsonb END) AS e(v) WHERE e.v IN ({}))",
+                    "EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof({pg_at}) = 'array' \
+                     THEN {pg_at} ELSE '[]'::jsonb END) AS e(v) WHERE e.v IN ({}))",
                     rhs.join(", ")
                 ),
                 Dialect::Sqlite => format!(
@@ -512,7 +590,7 @@ fn compile_metadata(path: &[String], op: &MetadataOp, dialect: Dialect, sql: &mu
         }
         MetadataOp::Exists(want) => {
             let present = match dialect {
-                Dialect::Postgres => format!("(metadata #> {p}::text[]) IS NOT NULL"),
+                Dialect::Postgres => format!("({pg_at}) IS NOT NULL"),
                 Dialect::Sqlite => format!("json_type(metadata, {p}) IS NOT NULL"),
             };
             if *want { present } else { format!("NOT ({present})") }
@@ -524,7 +602,13 @@ fn compile_metadata(path: &[String], op: &MetadataOp, dialect: Dialect, sql: &mu
 pub fn order_by(sort: &[SortKey]) -> String {
     let mut parts: Vec<String> = sort
         .iter()
-        .map(|k| format!("{} {}", k.column, if k.descending { "DESC" } else { "ASC" }))
+        .map(|k| match (k.column, k.descending) {
+            ("id", d) => format!("id {}", if d { "DESC" } else { "ASC" }),
+            // NULL (no expiry, say) sorts as the largest value on both backends, as
+            // PostgreSQL does by default and SQLite does not.
+            (c, true) => format!("{c} DESC NULLS FIRST"),
+            (c, false) => format!("{c} ASC NULLS LAST"),
+        })
         .collect();
     if !sort.iter().any(|k| k.column == "id") {
         let id_desc = sort.first().map(|k| k.descending).unwrap_or(false);
@@ -622,6 +706,29 @@ mod tests {
     }
 
     #[test]
+    fn rack_array_values_form_one_list() {
+        let lq = q(&[
+            ("q[metadata][registered_districts.any][]", "1402"),
+            ("q[metadata][registered_districts.any][]", "1401"),
+            ("q[metadata][tier.in][]", "gold"),
+        ])
+        .unwrap();
+        assert_eq!(
+            lq.filter.conditions,
+            vec![
+                meta(
+                    &["registered_districts"],
+                    MetadataOp::Any(vec!["1402".into(), "1401".into()])
+                ),
+                meta(&["tier"], MetadataOp::In(vec![Scalar::Text("gold".into())])),
+            ]
+        );
+        // A list where one value is expected is refused, not silently truncated.
+        assert!(q(&[("q[metadata][age.gt][]", "1"), ("q[metadata][age.gt][]", "2")]).is_err());
+        assert!(q(&[("q[email][]", "a@b.co")]).is_err());
+    }
+
+    #[test]
     fn bad_input_is_a_validation_error() {
         for (k, v) in [
             ("q[metadata][age.numeric.gt]", "old"),
@@ -681,7 +788,7 @@ mod tests {
                 column: "created_at",
                 descending: true
             }]),
-            " ORDER BY created_at DESC, id DESC"
+            " ORDER BY created_at DESC NULLS FIRST, id DESC"
         );
     }
 }

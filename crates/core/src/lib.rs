@@ -8,6 +8,7 @@ pub mod clock;
 pub mod email;
 pub mod filter;
 pub mod metadata;
+pub mod msisdn;
 pub mod permissions;
 pub mod secret;
 pub mod validation;

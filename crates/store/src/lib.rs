@@ -7,7 +7,10 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+mod clients;
+mod contacts;
 mod error;
+mod groups;
 mod idempotency;
 mod list;
 pub mod testing;
@@ -21,7 +24,10 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub use accounts::{Account, AccountChanges, NewAccount};
+pub use clients::Client;
+pub use contacts::{Contact, ContactFields, ContactScope};
 pub use error::{StoreError, StoreResult};
+pub use groups::{Group, NewGroup};
 pub use idempotency::{IdempotencyBegin, IdempotencyRecord};
 pub use list::Page;
 pub use sauti_core::filter::Dialect;

@@ -121,7 +121,7 @@ fn location(id: i64) -> String {
 }
 
 /// List the account's access tokens.
-#[utoipa::path(get, path = "/api/access_tokens", tag = "access_tokens", security(("bearer" = [])), params(crate::openapi::ListParams), responses(
+#[utoipa::path(get, operation_id = "access_tokens_index", path = "/api/access_tokens", tag = "access_tokens", security(("bearer" = [])), params(crate::openapi::ListParams), responses(
     (status = 200, body = Vec<AccessTokenBody>, headers(("Per-Page" = u32), ("Total" = u64), ("Link" = String))),
     (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody),
 ))]
@@ -146,7 +146,7 @@ pub async fn index(
 }
 
 /// Create an access token.
-#[utoipa::path(post, path = "/api/access_tokens", tag = "access_tokens", security(("bearer" = [])), request_body = AccessTokenCreate, responses(
+#[utoipa::path(post, operation_id = "access_tokens_create", path = "/api/access_tokens", tag = "access_tokens", security(("bearer" = [])), request_body = AccessTokenCreate, responses(
     (status = 201, body = AccessTokenBody, headers(("Location" = String))),
     (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody),
     (status = 409, body = crate::ErrorBody), (status = 415, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody),
@@ -188,7 +188,7 @@ pub async fn create(
 }
 
 /// Retrieve an access token (without its secret).
-#[utoipa::path(get, path = "/api/access_tokens/{id}", tag = "access_tokens", security(("bearer" = [])), params(("id" = i64, Path)), responses(
+#[utoipa::path(get, operation_id = "access_tokens_show", path = "/api/access_tokens/{id}", tag = "access_tokens", security(("bearer" = [])), params(("id" = i64, Path)), responses(
     (status = 200, body = AccessTokenBody),
     (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
 ))]
@@ -206,7 +206,7 @@ pub async fn show(
 }
 
 /// Update an access token's metadata, permissions or expiry.
-#[utoipa::path(patch, path = "/api/access_tokens/{id}", tag = "access_tokens", security(("bearer" = [])), params(("id" = i64, Path)), request_body = AccessTokenUpdate, responses(
+#[utoipa::path(patch, operation_id = "access_tokens_update", path = "/api/access_tokens/{id}", tag = "access_tokens", security(("bearer" = [])), params(("id" = i64, Path)), request_body = AccessTokenUpdate, responses(
     (status = 204, description = "Updated"),
     (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody),
     (status = 404, body = crate::ErrorBody), (status = 415, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody),
@@ -244,7 +244,7 @@ pub async fn update(
 }
 
 /// Delete (revoke) an access token.
-#[utoipa::path(delete, path = "/api/access_tokens/{id}", tag = "access_tokens", security(("bearer" = [])), params(("id" = i64, Path)), responses(
+#[utoipa::path(delete, operation_id = "access_tokens_destroy", path = "/api/access_tokens/{id}", tag = "access_tokens", security(("bearer" = [])), params(("id" = i64, Path)), responses(
     (status = 204, description = "Deleted"),
     (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
 ))]

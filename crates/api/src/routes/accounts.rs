@@ -102,7 +102,7 @@ impl From<Account> for AccountBody {
             platform_provider_name: a.platform_provider_name,
             somleng_api_host: a.somleng_api_host,
             somleng_api_base_url: a.somleng_api_base_url,
-            // Phone calls and contacts arrive with later resources; none exist yet.
+            // Phone calls arrive with campaigns (issue 5); none exist before them.
             phone_calls_count: 0,
             contacts_count: 0,
         }
@@ -226,7 +226,7 @@ fn validate_settings(s: &JsonMap, errors: &mut ValidationErrors) {
             && !v.as_i64().is_some_and(|n| (lo..=hi).contains(&n))
         {
             errors.add(
-                &format!("settings.{key}"),
+                format!("settings.{key}"),
                 format!("must be a whole number from {lo} to {hi}"),
             );
         }
@@ -257,18 +257,27 @@ fn location(id: i64) -> String {
     format!("/api/accounts/{id}")
 }
 
+/// The account as the API shows it, with its counts.
+async fn body(st: &AppState, a: Account) -> ApiResult<AccountBody> {
+    let contacts_count = st.store.count_contacts(a.id).await?;
+    Ok(AccountBody {
+        contacts_count,
+        ..a.into()
+    })
+}
+
 /// Retrieve the caller's account.
-#[utoipa::path(get, path = "/api/account", tag = "accounts", security(("bearer" = [])), responses(
+#[utoipa::path(get, operation_id = "accounts_show_current", path = "/api/account", tag = "accounts", security(("bearer" = [])), responses(
     (status = 200, body = AccountBody),
     (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody),
 ))]
 pub async fn show_current(auth: Authed<AccountRead>, State(st): State<AppState>) -> ApiResult<axum::Json<AccountBody>> {
     let a = st.store.get_account(auth.account_id).await?.ok_or(ApiError::NotFound)?;
-    Ok(axum::Json(a.into()))
+    Ok(axum::Json(body(&st, a).await?))
 }
 
 /// Update the caller's account.
-#[utoipa::path(patch, path = "/api/account", tag = "accounts", security(("bearer" = [])), request_body = AccountUpdate, responses(
+#[utoipa::path(patch, operation_id = "accounts_update_current", path = "/api/account", tag = "accounts", security(("bearer" = [])), request_body = AccountUpdate, responses(
     (status = 204, description = "Updated"),
     (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody),
     (status = 415, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody),
@@ -287,7 +296,7 @@ pub async fn update_current(
 }
 
 /// List all accounts (super admins).
-#[utoipa::path(get, path = "/api/accounts", tag = "accounts", security(("bearer" = [])), params(crate::openapi::ListParams), responses(
+#[utoipa::path(get, operation_id = "accounts_index", path = "/api/accounts", tag = "accounts", security(("bearer" = [])), params(crate::openapi::ListParams), responses(
     (status = 200, body = Vec<AccountBody>, headers(("Per-Page" = u32), ("Total" = u64), ("Link" = String))),
     (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody),
 ))]
@@ -299,15 +308,19 @@ pub async fn index(
 ) -> ApiResult<Response> {
     let q = raw.list_query(&SPEC)?;
     let page = st.store.list_accounts(&q).await?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for a in page.items {
+        items.push(body(&st, a).await?);
+    }
     let page = sauti_store::Page {
-        items: page.items.into_iter().map(AccountBody::from).collect(),
+        items,
         total: page.total,
     };
     Ok(list_response(&uri, &raw.0, &q, page))
 }
 
 /// Create an account (super admins).
-#[utoipa::path(post, path = "/api/accounts", tag = "accounts", security(("bearer" = [])), request_body = AccountCreate, responses(
+#[utoipa::path(post, operation_id = "accounts_create", path = "/api/accounts", tag = "accounts", security(("bearer" = [])), request_body = AccountCreate, responses(
     (status = 201, body = AccountBody, headers(("Location" = String))),
     (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody),
     (status = 409, body = crate::ErrorBody), (status = 415, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody),
@@ -335,7 +348,7 @@ pub async fn create(
 }
 
 /// Retrieve an account (super admins).
-#[utoipa::path(get, path = "/api/accounts/{id}", tag = "accounts", security(("bearer" = [])), params(("id" = i64, Path)), responses(
+#[utoipa::path(get, operation_id = "accounts_show", path = "/api/accounts/{id}", tag = "accounts", security(("bearer" = [])), params(("id" = i64, Path)), responses(
     (status = 200, body = AccountBody),
     (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
 ))]
@@ -345,11 +358,11 @@ pub async fn show(
     Id(id): Id,
 ) -> ApiResult<axum::Json<AccountBody>> {
     let a = st.store.get_account(id).await?.ok_or(ApiError::NotFound)?;
-    Ok(axum::Json(a.into()))
+    Ok(axum::Json(body(&st, a).await?))
 }
 
 /// Update an account (super admins).
-#[utoipa::path(patch, path = "/api/accounts/{id}", tag = "accounts", security(("bearer" = [])), params(("id" = i64, Path)), request_body = AccountUpdate, responses(
+#[utoipa::path(patch, operation_id = "accounts_update", path = "/api/accounts/{id}", tag = "accounts", security(("bearer" = [])), params(("id" = i64, Path)), request_body = AccountUpdate, responses(
     (status = 204, description = "Updated"),
     (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody),
     (status = 404, body = crate::ErrorBody), (status = 415, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody),
@@ -370,7 +383,7 @@ pub async fn update(
 
 /// Delete an account and everything it owns (super admins). The caller's own account
 /// cannot be deleted this way.
-#[utoipa::path(delete, path = "/api/accounts/{id}", tag = "accounts", security(("bearer" = [])), params(("id" = i64, Path)), responses(
+#[utoipa::path(delete, operation_id = "accounts_destroy", path = "/api/accounts/{id}", tag = "accounts", security(("bearer" = [])), params(("id" = i64, Path)), responses(
     (status = 204, description = "Deleted"),
     (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody),
     (status = 404, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody),

@@ -2,6 +2,9 @@
 
 pub mod access_tokens;
 pub mod accounts;
+pub mod clients;
+pub mod contacts;
+pub mod groups;
 pub mod ops;
 pub mod session;
 pub mod users;
@@ -10,7 +13,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use sauti_core::ValidationErrors;
 use sauti_core::metadata::{self, MergeMode};
 use sauti_store::JsonMap;
@@ -47,6 +50,31 @@ pub fn router(state: AppState) -> Router {
                 .patch(access_tokens::update)
                 .delete(access_tokens::destroy),
         )
+        .route("/api/contacts", get(contacts::index).post(contacts::create))
+        .route(
+            "/api/contacts/{id}",
+            get(contacts::show).patch(contacts::update).delete(contacts::destroy),
+        )
+        .route("/api/contact_data", post(contacts::upsert))
+        .route("/api/groups", get(groups::index).post(groups::create))
+        .route(
+            "/api/groups/{id}",
+            get(groups::show).patch(groups::update).delete(groups::destroy),
+        )
+        .route(
+            "/api/groups/{id}/contacts",
+            get(groups::contacts).post(groups::add_contacts),
+        )
+        .route(
+            "/api/groups/{id}/contacts/{contact_id}",
+            put(groups::link_contact).delete(groups::unlink_contact),
+        )
+        .route("/api/clients", get(clients::index).post(clients::create))
+        .route(
+            "/api/clients/{id}",
+            get(clients::show).patch(clients::update).delete(clients::destroy),
+        )
+        .route("/api/clients/{id}/contacts", get(clients::contacts))
         .route("/api/authenticate", post(session::authenticate))
         .route("/api/logout", post(session::logout))
         .route("/api/user", get(session::current_user));
@@ -86,15 +114,18 @@ pub(crate) fn no_content(location: String) -> Response {
 }
 
 /// `metadata` and `metadata_merge_mode` of an update body.
+// Both are read as any JSON and checked in `validate`: the struct is `#[serde(flatten)]`ed
+// into update bodies, and a type error inside a flattened struct loses its field name, so
+// a wrong type would otherwise be reported under `base` instead of the field.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct MetadataPatch {
     /// Key-value pairs to store on the object.
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<JsonMap>,
+    pub metadata: Option<serde_json::Value>,
     /// `merge` (default): update top-level keys; `replace`: the update becomes the metadata;
     /// `deep_merge`: merge nested objects recursively.
-    #[schema(example = "merge")]
-    pub metadata_merge_mode: Option<String>,
+    #[schema(value_type = Option<String>, example = "merge")]
+    pub metadata_merge_mode: Option<serde_json::Value>,
 }
 
 /// A validated metadata change, applied to the current value at write time.
@@ -103,14 +134,23 @@ pub(crate) struct MetadataChange(Option<(JsonMap, MergeMode)>);
 
 impl MetadataPatch {
     pub(crate) fn validate(self, errors: &mut ValidationErrors) -> MetadataChange {
-        let mode = match self.metadata_merge_mode.as_deref() {
-            None => MergeMode::Merge,
-            Some(m) => MergeMode::parse(m).unwrap_or_else(|| {
+        use serde_json::Value;
+        let mode = match self.metadata_merge_mode {
+            None | Some(Value::Null) => MergeMode::Merge,
+            Some(m) => m.as_str().and_then(MergeMode::parse).unwrap_or_else(|| {
                 errors.add("metadata_merge_mode", "must be one of: merge, replace, deep_merge");
                 MergeMode::Merge
             }),
         };
-        MetadataChange(self.metadata.map(|m| (m, mode)))
+        let metadata = match self.metadata {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) => Some(m),
+            Some(_) => {
+                errors.add("metadata", "must be an object");
+                None
+            }
+        };
+        MetadataChange(metadata.map(|m| (m, mode)))
     }
 }
 

@@ -18,13 +18,13 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up")))]
+#[utoipa::path(get, operation_id = "ops_healthz", path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up")))]
 pub async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
 /// The database answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+#[utoipa::path(get, operation_id = "ops_readyz", path = "/readyz", tag = "operations", responses(
     (status = 200, description = "The database answers"),
     (status = 503, description = "The database does not answer", body = crate::ErrorBody),
 ))]
@@ -37,7 +37,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, 
 }
 
 /// Prometheus text exposition of request counts and latencies.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(get, operation_id = "ops_metrics", path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         StatusCode::OK,

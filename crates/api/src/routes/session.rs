@@ -40,7 +40,7 @@ pub struct SessionBody {
 const BAD_LOGIN: &str = "Invalid email or password";
 
 /// Log in with e-mail and password; the token carries the user's permissions and expires.
-#[utoipa::path(post, path = "/api/authenticate", tag = "session", request_body = Credentials, responses(
+#[utoipa::path(post, operation_id = "session_authenticate", path = "/api/authenticate", tag = "session", request_body = Credentials, responses(
     (status = 200, body = SessionBody),
     (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody),
     (status = 415, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody),
@@ -101,7 +101,7 @@ pub async fn authenticate(State(st): State<AppState>, JsonBody(body): JsonBody<C
 }
 
 /// End the session (or revoke the API token) used for this request.
-#[utoipa::path(post, path = "/api/logout", tag = "session", security(("bearer" = [])), responses(
+#[utoipa::path(post, operation_id = "session_logout", path = "/api/logout", tag = "session", security(("bearer" = [])), responses(
     (status = 204, description = "The token no longer works"),
     (status = 401, body = crate::ErrorBody),
 ))]
@@ -111,7 +111,7 @@ pub async fn logout(auth: Authed<AnyToken>, State(st): State<AppState>) -> ApiRe
 }
 
 /// The user the session belongs to.
-#[utoipa::path(get, path = "/api/user", tag = "session", security(("bearer" = [])), responses(
+#[utoipa::path(get, operation_id = "session_current_user", path = "/api/user", tag = "session", security(("bearer" = [])), responses(
     (status = 200, body = UserBody),
     (status = 401, body = crate::ErrorBody),
     (status = 404, description = "The token is an API token, not a user's session", body = crate::ErrorBody),

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::Uri;
 use axum::response::Response;
 use sauti_core::filter::{FieldKind, FieldSpec, ResourceSpec};
-use sauti_core::{ValidationErrors, clock, email, secret};
+use sauti_core::{Permission, ValidationErrors, clock, email, secret};
 use sauti_store::{JsonMap, NewUser, User};
 use serde::{Deserialize, Serialize};
 
@@ -136,7 +136,7 @@ fn location(id: i64) -> String {
 }
 
 /// List the account's users.
-#[utoipa::path(get, path = "/api/users", tag = "users", security(("bearer" = [])), params(crate::openapi::ListParams), responses(
+#[utoipa::path(get, operation_id = "users_index", path = "/api/users", tag = "users", security(("bearer" = [])), params(crate::openapi::ListParams), responses(
     (status = 200, body = Vec<UserBody>, headers(("Per-Page" = u32), ("Total" = u64), ("Link" = String))),
     (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody),
 ))]
@@ -156,7 +156,7 @@ pub async fn index(
 }
 
 /// Create a user.
-#[utoipa::path(post, path = "/api/users", tag = "users", security(("bearer" = [])), request_body = UserCreate, responses(
+#[utoipa::path(post, operation_id = "users_create", path = "/api/users", tag = "users", security(("bearer" = [])), request_body = UserCreate, responses(
     (status = 201, body = UserBody, headers(("Location" = String))),
     (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody),
     (status = 409, body = crate::ErrorBody), (status = 415, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody),
@@ -193,7 +193,7 @@ pub async fn create(
 }
 
 /// Retrieve a user.
-#[utoipa::path(get, path = "/api/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = i64, Path)), responses(
+#[utoipa::path(get, operation_id = "users_show", path = "/api/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = i64, Path)), responses(
     (status = 200, body = UserBody),
     (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
 ))]
@@ -207,7 +207,7 @@ pub async fn show(auth: Authed<UsersRead>, State(st): State<AppState>, Id(id): I
 }
 
 /// Update a user.
-#[utoipa::path(patch, path = "/api/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = i64, Path)), request_body = UserUpdate, responses(
+#[utoipa::path(patch, operation_id = "users_update", path = "/api/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = i64, Path)), request_body = UserUpdate, responses(
     (status = 204, description = "Updated"),
     (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody),
     (status = 404, body = crate::ErrorBody), (status = 415, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody),
@@ -235,6 +235,29 @@ pub async fn update(
         .map(|p| granted_permissions(p, &auth.caller, &mut errors));
     let metadata = body.metadata.validate(&mut errors);
     errors.into_result()?;
+    if body.password.is_some() {
+        // Setting a password lets the caller log in as the user, so it must not reach a
+        // user holding more than the caller: that would grant what the token lacks.
+        let target = st
+            .store
+            .get_user(auth.account_id, id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        let beyond: Vec<&str> = target
+            .permissions
+            .0
+            .iter()
+            .filter_map(|p| Permission::parse(p))
+            .filter(|p| !auth.has(*p))
+            .map(Permission::as_str)
+            .collect();
+        if !beyond.is_empty() {
+            return Err(ApiError::Forbidden(format!(
+                "cannot set the password of a user who holds permissions this access token lacks: {}",
+                beyond.join(", ")
+            )));
+        }
+    }
     // Hash outside the write so a retried conditional update does not hash twice.
     let password_hash = match body.password {
         Some(p) => Some(
@@ -270,7 +293,7 @@ pub async fn update(
 }
 
 /// Delete a user and end their sessions.
-#[utoipa::path(delete, path = "/api/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = i64, Path)), responses(
+#[utoipa::path(delete, operation_id = "users_destroy", path = "/api/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = i64, Path)), responses(
     (status = 204, description = "Deleted"),
     (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
 ))]
@@ -282,7 +305,7 @@ pub async fn destroy(auth: Authed<UsersWrite>, State(st): State<AppState>, Id(id
 }
 
 /// Create a user event: `invite` records an invitation to the user.
-#[utoipa::path(post, path = "/api/users/{id}/user_events", tag = "users", security(("bearer" = [])), params(("id" = i64, Path)), request_body = UserEvent, responses(
+#[utoipa::path(post, operation_id = "users_create_event", path = "/api/users/{id}/user_events", tag = "users", security(("bearer" = [])), params(("id" = i64, Path)), request_body = UserEvent, responses(
     (status = 201, body = UserBody, headers(("Location" = String))),
     (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody),
     (status = 404, body = crate::ErrorBody), (status = 415, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody),

@@ -1,0 +1,201 @@
+//! Contacts: the people an account reaches, unique per account by E.164 `msisdn`.
+
+use chrono::{DateTime, Utc};
+use sauti_core::clock;
+use sauti_core::filter::{ListQuery, SqlValue};
+
+use crate::list::account_scope;
+use crate::users::CAS_TRIES;
+use crate::{Json, JsonMap, Page, Store, StoreError, StoreResult, on_pool};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Contact {
+    pub id: i64,
+    pub account_id: i64,
+    pub msisdn: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub address: Option<String>,
+    pub custom1: Option<String>,
+    pub custom2: Option<String>,
+    pub custom3: Option<String>,
+    pub description: Option<String>,
+    pub client_id: Option<i64>,
+    pub metadata: Json<JsonMap>,
+    pub opted_out_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The writable fields of a contact, already validated (msisdn in E.164).
+#[derive(Debug, Clone, Default)]
+pub struct ContactFields {
+    pub msisdn: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub address: Option<String>,
+    pub custom1: Option<String>,
+    pub custom2: Option<String>,
+    pub custom3: Option<String>,
+    pub description: Option<String>,
+    pub client_id: Option<i64>,
+    pub metadata: JsonMap,
+    pub opted_out_at: Option<DateTime<Utc>>,
+}
+
+/// A subset of an account's contacts, for [`Store::list_contacts_in`].
+pub enum ContactScope {
+    Group(i64),
+    Client(i64),
+}
+
+impl Store {
+    pub async fn create_contact(&self, account_id: i64, f: &ContactFields) -> StoreResult<Contact> {
+        let now = clock::now();
+        let sql = "INSERT INTO contacts (account_id, msisdn, email, first_name, last_name, address, custom1, custom2, custom3, \
+                   description, client_id, metadata, opted_out_at, created_at, updated_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING *";
+        Ok(on_pool!(self, p => sqlx::query_as(sql)
+            .bind(account_id)
+            .bind(&f.msisdn)
+            .bind(&f.email)
+            .bind(&f.first_name)
+            .bind(&f.last_name)
+            .bind(&f.address)
+            .bind(&f.custom1)
+            .bind(&f.custom2)
+            .bind(&f.custom3)
+            .bind(&f.description)
+            .bind(f.client_id)
+            .bind(Json(&f.metadata))
+            .bind(f.opted_out_at)
+            .bind(now)
+            .fetch_one(p)
+            .await)?)
+    }
+
+    pub async fn get_contact(&self, account_id: i64, id: i64) -> StoreResult<Option<Contact>> {
+        let sql = "SELECT * FROM contacts WHERE account_id = $1 AND id = $2";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(account_id).bind(id).fetch_optional(p).await)?)
+    }
+
+    pub async fn find_contact_by_msisdn(&self, account_id: i64, msisdn: &str) -> StoreResult<Option<Contact>> {
+        let sql = "SELECT * FROM contacts WHERE account_id = $1 AND msisdn = $2";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(account_id).bind(msisdn).fetch_optional(p).await)?)
+    }
+
+    pub async fn list_contacts(&self, account_id: i64, query: &ListQuery) -> StoreResult<Page<Contact>> {
+        self.list_rows("contacts", account_scope(account_id), query).await
+    }
+
+    /// Contacts of one group or client of the account.
+    pub async fn list_contacts_in(
+        &self,
+        account_id: i64,
+        scope: ContactScope,
+        query: &ListQuery,
+    ) -> StoreResult<Page<Contact>> {
+        let mut base = account_scope(account_id);
+        match scope {
+            ContactScope::Group(g) => {
+                let ph = base.bind(SqlValue::Int(g));
+                base.text.push_str(&format!(
+                    " AND id IN (SELECT contact_id FROM group_contacts WHERE group_id = {ph})"
+                ));
+            }
+            ContactScope::Client(c) => {
+                let ph = base.bind(SqlValue::Int(c));
+                base.text.push_str(&format!(" AND client_id = {ph}"));
+            }
+        }
+        self.list_rows("contacts", base, query).await
+    }
+
+    /// Conditional read-modify-write, as [`Store::update_account`].
+    pub async fn update_contact(
+        &self,
+        account_id: i64,
+        id: i64,
+        change: impl Fn(&mut Contact),
+    ) -> StoreResult<Option<Contact>> {
+        for _ in 0..CAS_TRIES {
+            let Some(old) = self.get_contact(account_id, id).await? else {
+                return Ok(None);
+            };
+            let mut new = old.clone();
+            change(&mut new);
+            if self.write_contact(&new, old.updated_at).await? {
+                return Ok(Some(new));
+            }
+        }
+        Err(StoreError::Contended)
+    }
+
+    /// Write `c` if its row still has `expected_updated_at`; stamps a new `updated_at`.
+    async fn write_contact(&self, c: &Contact, expected_updated_at: DateTime<Utc>) -> StoreResult<bool> {
+        let now = clock::now().max(expected_updated_at + chrono::Duration::microseconds(1));
+        let sql = "UPDATE contacts SET msisdn = $3, email = $4, first_name = $5, last_name = $6, address = $7, custom1 = $8, \
+                   custom2 = $9, custom3 = $10, description = $11, client_id = $12, metadata = $13, opted_out_at = $14, \
+                   updated_at = $15 WHERE account_id = $1 AND id = $2 AND updated_at = $16";
+        let n = on_pool!(self, p => sqlx::query(sql)
+            .bind(c.account_id)
+            .bind(c.id)
+            .bind(&c.msisdn)
+            .bind(&c.email)
+            .bind(&c.first_name)
+            .bind(&c.last_name)
+            .bind(&c.address)
+            .bind(&c.custom1)
+            .bind(&c.custom2)
+            .bind(&c.custom3)
+            .bind(&c.description)
+            .bind(c.client_id)
+            .bind(&c.metadata)
+            .bind(c.opted_out_at)
+            .bind(now)
+            .bind(expected_updated_at)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Create the contact, or apply `change` to the one with the same msisdn. Returns the
+    /// contact and whether it was created.
+    pub async fn upsert_contact(
+        &self,
+        account_id: i64,
+        fields: &ContactFields,
+        change: impl Fn(&mut Contact),
+    ) -> StoreResult<(Contact, bool)> {
+        for _ in 0..CAS_TRIES {
+            if let Some(existing) = self.find_contact_by_msisdn(account_id, &fields.msisdn).await? {
+                let Some(updated) = self.update_contact(account_id, existing.id, &change).await? else {
+                    continue;
+                };
+                return Ok((updated, false));
+            }
+            match self.create_contact(account_id, fields).await {
+                Ok(c) => return Ok((c, true)),
+                // Someone created it between our look-up and insert: update theirs.
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Contended)
+    }
+
+    pub async fn delete_contact(&self, account_id: i64, id: i64) -> StoreResult<bool> {
+        let sql = "DELETE FROM contacts WHERE account_id = $1 AND id = $2";
+        let n = on_pool!(self, p => sqlx::query(sql).bind(account_id).bind(id).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// How many contacts the account has (for the account's `contacts_count`).
+    pub async fn count_contacts(&self, account_id: i64) -> StoreResult<i64> {
+        let sql = "SELECT COUNT(*) FROM contacts WHERE account_id = $1";
+        Ok(on_pool!(self, p => sqlx::query_scalar(sql).bind(account_id).fetch_one(p).await)?)
+    }
+}
