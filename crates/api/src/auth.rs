@@ -141,6 +141,8 @@ needs! {
     GroupsWrite => GroupsWrite;
     ClientsRead => ClientsRead;
     ClientsWrite => ClientsWrite;
+    ContactImportsRead => ContactImportsRead;
+    ContactImportsWrite => ContactImportsWrite;
 }
 
 /// An authenticated caller who satisfies `N`. Its `account_id` is the tenant every query

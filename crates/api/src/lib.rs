@@ -7,6 +7,7 @@
 
 pub mod admin;
 mod auth;
+pub mod contact_csv;
 mod error;
 mod extract;
 mod idempotency;
@@ -30,8 +31,12 @@ pub use error::{ApiError, ErrorBody};
 pub struct ApiConfig {
     /// How long a login session (`POST /api/authenticate`) lasts.
     pub session_ttl: Duration,
-    /// Largest request body accepted; larger ones answer 413.
+    /// Largest request body accepted; larger ones answer 413. CSV uploads have their own.
     pub body_limit_bytes: usize,
+    /// Largest CSV upload (`POST /api/contact_imports`).
+    pub import_limit_bytes: u64,
+    /// Where uploads wait to be processed (`<data_dir>/imports`).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Default for ApiConfig {
@@ -39,6 +44,8 @@ impl Default for ApiConfig {
         Self {
             session_ttl: Duration::from_secs(24 * 3600),
             body_limit_bytes: 1024 * 1024,
+            import_limit_bytes: 2 * 1024 * 1024 * 1024,
+            data_dir: std::path::PathBuf::from("sauti-data"),
         }
     }
 }
@@ -73,6 +80,7 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    routes::contact_imports::resume_imports(&state).await;
     let app = build_router(state);
     axum::serve(
         listener,

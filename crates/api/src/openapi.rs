@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
-use crate::routes::{access_tokens, accounts, clients, contacts, groups, ops, session, users};
+use crate::routes::{access_tokens, accounts, clients, contact_imports, contacts, groups, ops, session, users};
 
 /// Query parameters every list endpoint takes.
 #[derive(Debug, utoipa::IntoParams)]
@@ -40,6 +40,8 @@ pub struct ListParams {
         contacts::index, contacts::create, contacts::upsert, contacts::show, contacts::update, contacts::destroy,
         groups::index, groups::create, groups::show, groups::update, groups::destroy,
         groups::contacts, groups::add_contacts, groups::link_contact, groups::unlink_contact,
+        contact_imports::create, contact_imports::index, contact_imports::show,
+        contact_imports::export_contacts, contact_imports::export_group, contact_imports::sample,
         clients::index, clients::create, clients::show, clients::update, clients::destroy, clients::contacts,
         ops::healthz, ops::readyz, ops::metrics,
     ),

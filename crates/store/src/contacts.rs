@@ -97,20 +97,40 @@ impl Store {
         scope: ContactScope,
         query: &ListQuery,
     ) -> StoreResult<Page<Contact>> {
-        let mut base = account_scope(account_id);
-        match scope {
-            ContactScope::Group(g) => {
-                let ph = base.bind(SqlValue::Int(g));
-                base.text.push_str(&format!(
-                    " AND id IN (SELECT contact_id FROM group_contacts WHERE group_id = {ph})"
-                ));
+        self.list_rows("contacts", scoped(account_id, Some(scope)), query).await
+    }
+
+    /// Up to `limit` contacts with `id > after`, in id order, matching `query`'s filter
+    /// (its sort and page are ignored): the keyset pages a streamed export walks.
+    pub async fn contacts_after(
+        &self,
+        account_id: i64,
+        scope: Option<ContactScope>,
+        query: &ListQuery,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Contact>> {
+        let mut base = scoped(account_id, scope);
+        query.filter.compile_into(self.dialect(), &mut base);
+        let after = base.bind(SqlValue::Int(after));
+        let limit = base.bind(SqlValue::Int(i64::from(limit)));
+        let sql = format!(
+            "SELECT * FROM contacts WHERE {} AND id > {after} ORDER BY id LIMIT {limit}",
+            base.text
+        );
+        let sql = sqlx::AssertSqlSafe(sql);
+        Ok(match &self.pool {
+            crate::Pool::Sqlite(p) => {
+                sqlx::query_as_with(sql, crate::list::sqlite_args(&base.params))
+                    .fetch_all(p)
+                    .await?
             }
-            ContactScope::Client(c) => {
-                let ph = base.bind(SqlValue::Int(c));
-                base.text.push_str(&format!(" AND client_id = {ph}"));
+            crate::Pool::Postgres(p) => {
+                sqlx::query_as_with(sql, crate::list::pg_args(&base.params))
+                    .fetch_all(p)
+                    .await?
             }
-        }
-        self.list_rows("contacts", base, query).await
+        })
     }
 
     /// Conditional read-modify-write, as [`Store::update_account`].
@@ -126,6 +146,8 @@ impl Store {
             };
             let mut new = old.clone();
             change(&mut new);
+            // Stamped here so the contact returned is the row as written.
+            new.updated_at = clock::now().max(old.updated_at + chrono::Duration::microseconds(1));
             if self.write_contact(&new, old.updated_at).await? {
                 return Ok(Some(new));
             }
@@ -133,9 +155,8 @@ impl Store {
         Err(StoreError::Contended)
     }
 
-    /// Write `c` if its row still has `expected_updated_at`; stamps a new `updated_at`.
+    /// Write `c` (its `updated_at` included) if its row still has `expected_updated_at`.
     async fn write_contact(&self, c: &Contact, expected_updated_at: DateTime<Utc>) -> StoreResult<bool> {
-        let now = clock::now().max(expected_updated_at + chrono::Duration::microseconds(1));
         let sql = "UPDATE contacts SET msisdn = $3, email = $4, first_name = $5, last_name = $6, address = $7, custom1 = $8, \
                    custom2 = $9, custom3 = $10, description = $11, client_id = $12, metadata = $13, opted_out_at = $14, \
                    updated_at = $15 WHERE account_id = $1 AND id = $2 AND updated_at = $16";
@@ -154,7 +175,7 @@ impl Store {
             .bind(c.client_id)
             .bind(&c.metadata)
             .bind(c.opted_out_at)
-            .bind(now)
+            .bind(c.updated_at)
             .bind(expected_updated_at)
             .execute(p)
             .await
@@ -198,4 +219,23 @@ impl Store {
         let sql = "SELECT COUNT(*) FROM contacts WHERE account_id = $1";
         Ok(on_pool!(self, p => sqlx::query_scalar(sql).bind(account_id).fetch_one(p).await)?)
     }
+}
+
+/// The condition for an account's contacts, narrowed to a group or client.
+fn scoped(account_id: i64, scope: Option<ContactScope>) -> sauti_core::filter::Sql {
+    let mut base = account_scope(account_id);
+    match scope {
+        Some(ContactScope::Group(g)) => {
+            let ph = base.bind(SqlValue::Int(g));
+            base.text.push_str(&format!(
+                " AND id IN (SELECT contact_id FROM group_contacts WHERE group_id = {ph})"
+            ));
+        }
+        Some(ContactScope::Client(c)) => {
+            let ph = base.bind(SqlValue::Int(c));
+            base.text.push_str(&format!(" AND client_id = {ph}"));
+        }
+        None => {}
+    }
+    base
 }

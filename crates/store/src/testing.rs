@@ -16,6 +16,8 @@ pub enum Backend {
 #[derive(Debug)]
 pub struct TestDatabase {
     pub url: String,
+    /// A private directory for the test's files, removed with the database.
+    scratch: PathBuf,
     cleanup: Cleanup,
 }
 
@@ -31,6 +33,10 @@ fn suffix() -> String {
 }
 
 impl TestDatabase {
+    pub fn scratch_dir(&self) -> &std::path::Path {
+        &self.scratch
+    }
+
     /// A new, empty database on `backend`; `None` (with one line on stderr) for PostgreSQL
     /// when `SAUTI_TEST_DATABASE_URL` is unset.
     pub async fn create(backend: Backend) -> Option<TestDatabase> {
@@ -41,6 +47,7 @@ impl TestDatabase {
                 let url = format!("sqlite://{}", dir.join("sauti.db").display());
                 Some(TestDatabase {
                     url,
+                    scratch: dir.clone(),
                     cleanup: Cleanup::Dir(dir),
                 })
             }
@@ -60,8 +67,11 @@ impl TestDatabase {
                     .expect("create a test database");
                 let _ = conn.close().await;
                 let url = replace_db_name(&admin_url, &name);
+                let scratch = std::env::temp_dir().join(format!("sauti-test-{name}"));
+                std::fs::create_dir_all(&scratch).expect("create a temporary directory");
                 Some(TestDatabase {
                     url,
+                    scratch,
                     cleanup: Cleanup::Postgres { admin_url, name },
                 })
             }
@@ -95,6 +105,7 @@ impl Drop for TestDatabase {
                 let _ = std::fs::remove_dir_all(dir);
             }
             Cleanup::Postgres { admin_url, name } => {
+                let _ = std::fs::remove_dir_all(&self.scratch);
                 // Drop runs outside async context; a small blocking runtime does the work.
                 let (admin_url, name) = (admin_url.clone(), name.clone());
                 let _ = std::thread::spawn(move || {

@@ -202,6 +202,18 @@ impl ClientChange {
 impl ClientInput {
     async fn validate(mut self, st: &AppState, account_id: i64, creating: bool) -> ApiResult<ClientChange> {
         let mut errors = ValidationErrors::new();
+        // Stored as validated: trimmed, the e-mail lower-cased as a contact's or user's is.
+        let trim = |v: &mut Option<Option<String>>| {
+            if let Some(Some(s)) = v {
+                *s = s.trim().to_string();
+            }
+        };
+        trim(&mut self.email);
+        trim(&mut self.website_url);
+        trim(&mut self.logo);
+        if let Some(Some(e)) = &mut self.email {
+            *e = e.to_lowercase();
+        }
         let external_client_id = self.external_client_id.take().map(ExternalId::into_string);
         let company_name = self.company_name.take().map(|s| s.trim().to_string());
         for (field, value) in [

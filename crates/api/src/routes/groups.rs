@@ -5,7 +5,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use sauti_core::ValidationErrors;
-use sauti_core::filter::{FieldKind, FieldSpec, ResourceSpec, parse_list_query};
+use sauti_core::filter::{FieldKind, FieldSpec, ResourceSpec};
 use sauti_store::{ContactScope, Group, JsonMap, NewGroup};
 use serde::{Deserialize, Serialize};
 
@@ -276,14 +276,18 @@ pub async fn add_contacts(
             st.store.add_group_contacts(auth.account_id, id, &ids).await?
         }
         (None, Some(params)) => {
-            let pairs = filter_params_to_pairs(&params);
-            let q = parse_list_query(&pairs, &super::contacts::SPEC).map_err(|e| {
-                ApiError::Validation(ValidationErrors(
-                    e.0.into_iter()
-                        .map(|(k, v)| (if k == "q" { "contact_filter_params".into() } else { k }, v))
-                        .collect(),
-                ))
-            })?;
+            // The same parsing as `GET /api/contacts`, `msisdn` normalisation included.
+            let pairs = RawQuery(filter_params_to_pairs(&params));
+            let q = contacts_query(&st, auth.account_id, &pairs)
+                .await
+                .map_err(|e| match e {
+                    ApiError::Validation(e) => ApiError::Validation(ValidationErrors(
+                        e.0.into_iter()
+                            .map(|(k, v)| (if k == "q" { "contact_filter_params".into() } else { k }, v))
+                            .collect(),
+                    )),
+                    other => other,
+                })?;
             st.store.add_group_contacts_matching(auth.account_id, id, &q).await?
         }
         _ => {

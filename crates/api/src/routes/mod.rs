@@ -3,6 +3,7 @@
 pub mod access_tokens;
 pub mod accounts;
 pub mod clients;
+pub mod contact_imports;
 pub mod contacts;
 pub mod groups;
 pub mod ops;
@@ -56,6 +57,17 @@ pub fn router(state: AppState) -> Router {
             get(contacts::show).patch(contacts::update).delete(contacts::destroy),
         )
         .route("/api/contact_data", post(contacts::upsert))
+        .route("/api/contacts.csv", get(contact_imports::export_contacts))
+        .route(
+            "/api/contact_imports",
+            get(contact_imports::index)
+                // Uploads stream to disk under their own limit (`import_limit_bytes`).
+                .post(contact_imports::create)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/contact_imports/{id}", get(contact_imports::show))
+        .route("/api/groups/sample.csv", get(contact_imports::sample))
+        .route("/api/groups/{id}/contacts.csv", get(contact_imports::export_group))
         .route("/api/groups", get(groups::index).post(groups::create))
         .route(
             "/api/groups/{id}",

@@ -32,8 +32,11 @@ impl App {
         Self::start_with(backend, ApiConfig::default()).await
     }
 
-    pub async fn start_with(backend: Backend, config: ApiConfig) -> Option<App> {
+    pub async fn start_with(backend: Backend, mut config: ApiConfig) -> Option<App> {
         let db = TestDatabase::create(backend).await?;
+        if config.data_dir == ApiConfig::default().data_dir {
+            config.data_dir = db.scratch_dir().to_path_buf();
+        }
         let store = Store::connect(&db.url, &StoreOptions { max_connections: 4 })
             .await
             .expect("connect");
