@@ -1388,6 +1388,36 @@ both_backends!(client_crud_and_validation, |app| async move {
     }
     assert_eq!(r.body["metadata"], json!({}));
 
+    // Stored as validated: trimmed, the e-mail lower-cased (as a contact's).
+    let r = app
+        .post(
+            "/api/clients",
+            &t.token,
+            json!({"external_client_id": " T-1 ", "company_name": " Trimmed Co ", "email": " Info@Example.COM ",
+                   "website_url": " https://trimmed.example/ ", "logo": " https://trimmed.example/logo.png "}),
+        )
+        .await;
+    assert_status(&r, StatusCode::CREATED, "padded values");
+    assert_eq!(r.body["external_client_id"], "T-1");
+    assert_eq!(r.body["company_name"], "Trimmed Co");
+    assert_eq!(r.body["email"], "info@example.com");
+    assert_eq!(r.body["website_url"], "https://trimmed.example/");
+    assert_eq!(r.body["logo"], "https://trimmed.example/logo.png");
+    let trimmed = r.body["id"].as_i64().unwrap();
+    let r = app
+        .patch(
+            &format!("/api/clients/{trimmed}"),
+            &t.token,
+            json!({"email": " Other@Example.com", "website_url": "http://other.example "}),
+        )
+        .await;
+    assert_status(&r, StatusCode::NO_CONTENT, "padded PATCH");
+    let r = app.get(&format!("/api/clients/{trimmed}"), &t.token).await;
+    assert_eq!(r.body["email"], "other@example.com");
+    assert_eq!(r.body["website_url"], "http://other.example");
+    let r = app.delete(&format!("/api/clients/{trimmed}"), &t.token).await;
+    assert_status(&r, StatusCode::NO_CONTENT, "delete padded client");
+
     // Required fields and formats.
     for (body, field, what) in [
         (
