@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -71,19 +71,85 @@ fn token_from_headers(headers: &HeaderMap) -> Result<Option<String>, &'static st
     }
 }
 
+/// Recently resolved tokens, so a busy client does not cost a database round trip per
+/// request. Entries live `ttl`; any successful write to tokens, users or accounts through
+/// this process clears the cache at once, so revocation here is immediate and revocation
+/// through another node takes effect within `ttl`.
+pub(crate) struct AuthCache {
+    ttl: std::time::Duration,
+    entries: std::sync::RwLock<std::collections::HashMap<String, (std::time::Instant, Principal)>>,
+}
+
+/// Bound on cached tokens; past it the cache starts afresh.
+const AUTH_CACHE_MAX: usize = 100_000;
+
+impl AuthCache {
+    pub(crate) fn new(ttl: std::time::Duration) -> Self {
+        Self {
+            ttl,
+            entries: Default::default(),
+        }
+    }
+
+    fn get(&self, digest: &str) -> Option<Principal> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(digest)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, p)| p.clone())
+    }
+
+    fn put(&self, digest: String, p: Principal) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= AUTH_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(digest, (std::time::Instant::now(), p));
+    }
+
+    pub(crate) fn clear(&self) {
+        self.entries.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+/// Paths whose writes can revoke or change a credential.
+fn touches_credentials(path: &str) -> bool {
+    ["/api/access_tokens", "/api/users", "/api/account", "/api/logout"]
+        .iter()
+        .any(|p| path.starts_with(p))
+}
+
 /// Resolve the request's credential once, before routing to handlers.
 pub(crate) async fn resolve(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let credential = match token_from_headers(req.headers()) {
         Ok(None) => Credential::None,
         Err(why) => Credential::Invalid(why),
-        Ok(Some(token)) => match state.store.principal_for_digest(&secret::token_digest(&token)).await {
-            Ok(Some(p)) => caller_from(p),
-            Ok(None) => Credential::Invalid("Invalid access token"),
-            Err(e) => return ApiError::from(e).into_response(),
-        },
+        Ok(Some(token)) => {
+            let digest = secret::token_digest(&token);
+            match state.auth_cache.get(&digest) {
+                Some(p) => caller_from(p),
+                None => match state.store.principal_for_digest(&digest).await {
+                    Ok(Some(p)) => {
+                        state.auth_cache.put(digest, p.clone());
+                        caller_from(p)
+                    }
+                    Ok(None) => Credential::Invalid("Invalid access token"),
+                    Err(e) => return ApiError::from(e).into_response(),
+                },
+            }
+        }
     };
     req.extensions_mut().insert(credential);
-    next.run(req).await
+    let writes_credentials =
+        !matches!(*req.method(), Method::GET | Method::HEAD) && touches_credentials(req.uri().path());
+    let resp = next.run(req).await;
+    if writes_credentials && resp.status().is_success() {
+        state.auth_cache.clear();
+    }
+    resp
 }
 
 fn caller_from(p: Principal) -> Credential {

@@ -252,58 +252,64 @@ fn read_file(
         .from_reader(BufReader::with_capacity(256 * 1024, file));
     let mut record = csv::ByteRecord::new();
     let mut skip_header = layout.has_header;
-    let mut batch = Batch {
-        rows: Vec::with_capacity(BATCH),
-        rows_read: 0,
-        rejected: Vec::new(),
-    };
+    // Raw records (with their line numbers) are gathered here and parsed in parallel:
+    // validating a phone number is the most expensive step of an import.
+    let mut raw: Vec<(u64, Result<csv::ByteRecord, String>)> = Vec::with_capacity(BATCH);
     loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => break,
+        let more = match reader.read_byte_record(&mut record) {
+            Ok(false) => false,
             Ok(true) => {
-                if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
-                    continue; // blank lines are not rows
+                let blank = record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace));
+                if !blank && !std::mem::take(&mut skip_header) {
+                    raw.push((record.position().map(|p| p.line()).unwrap_or(0), Ok(record.clone())));
                 }
-                if std::mem::take(&mut skip_header) {
-                    continue;
-                }
-                batch.rows_read += 1;
-                let line = record.position().map(|p| p.line()).unwrap_or(0);
-                match parse_row(&record, &layout, region) {
-                    Ok(row) => batch.rows.push(row),
-                    Err(reason) => batch.rejected.push(RejectedRow { line, reason }),
-                }
+                true
             }
             Err(e) => {
                 // A malformed record (e.g. an unterminated quote) is rejected and reading
                 // goes on from the next line the parser can find.
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
                 if matches!(e.kind(), csv::ErrorKind::Io(_)) {
                     return Err(format!("reading the upload: {e}"));
                 }
-                batch.rows_read += 1;
-                batch.rejected.push(RejectedRow {
-                    line,
-                    reason: format!("malformed CSV: {e}"),
-                });
+                raw.push((
+                    e.position().map(|p| p.line()).unwrap_or(0),
+                    Err(format!("malformed CSV: {e}")),
+                ));
+                true
             }
+        };
+        if (raw.len() >= BATCH || (!more && !raw.is_empty()))
+            && tx
+                .blocking_send(parse_batch(std::mem::take(&mut raw), &layout, region))
+                .is_err()
+        {
+            return Ok(()); // the writer stopped; it reports why
         }
-        if batch.rows.len() >= BATCH || batch.rejected.len() >= BATCH {
-            let full = std::mem::replace(
-                &mut batch,
-                Batch {
-                    rows: Vec::with_capacity(BATCH),
-                    rows_read: 0,
-                    rejected: Vec::new(),
-                },
-            );
-            if tx.blocking_send(full).is_err() {
-                return Ok(()); // the writer stopped; it reports why
-            }
+        if !more {
+            return Ok(());
         }
     }
-    let _ = tx.blocking_send(batch);
-    Ok(())
+}
+
+/// Parse a batch of raw records on the rayon pool, keeping file order.
+fn parse_batch(raw: Vec<(u64, Result<csv::ByteRecord, String>)>, layout: &Layout, region: Option<Region>) -> Batch {
+    use rayon::prelude::*;
+    let parsed: Vec<(u64, Result<ContactFields, String>)> = raw
+        .into_par_iter()
+        .map(|(line, r)| (line, r.and_then(|rec| parse_row(&rec, layout, region))))
+        .collect();
+    let mut batch = Batch {
+        rows: Vec::with_capacity(parsed.len()),
+        rows_read: parsed.len() as i64,
+        rejected: Vec::new(),
+    };
+    for (line, r) in parsed {
+        match r {
+            Ok(row) => batch.rows.push(row),
+            Err(reason) => batch.rejected.push(RejectedRow { line, reason }),
+        }
+    }
+    batch
 }
 
 /// Merge rows repeating a msisdn within one batch (later values win), so one statement

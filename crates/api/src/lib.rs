@@ -37,6 +37,10 @@ pub struct ApiConfig {
     pub import_limit_bytes: u64,
     /// Where uploads wait to be processed (`<data_dir>/imports`).
     pub data_dir: std::path::PathBuf,
+    /// How long a resolved access token is trusted without asking the database again.
+    /// Writes through this process clear it at once; this bounds how long a token revoked
+    /// through another node keeps working here. Zero disables the cache.
+    pub auth_cache_ttl: Duration,
 }
 
 impl Default for ApiConfig {
@@ -46,6 +50,7 @@ impl Default for ApiConfig {
             body_limit_bytes: 1024 * 1024,
             import_limit_bytes: 2 * 1024 * 1024 * 1024,
             data_dir: std::path::PathBuf::from("sauti-data"),
+            auth_cache_ttl: Duration::from_secs(2),
         }
     }
 }
@@ -56,12 +61,14 @@ pub struct AppState {
     pub store: Store,
     pub config: Arc<ApiConfig>,
     metrics: Arc<metrics::HttpMetrics>,
+    auth_cache: Arc<auth::AuthCache>,
 }
 
 impl AppState {
     pub fn new(store: Store, config: ApiConfig) -> Self {
         Self {
             store,
+            auth_cache: Arc::new(auth::AuthCache::new(config.auth_cache_ttl)),
             config: Arc::new(config),
             metrics: Arc::new(metrics::HttpMetrics::new()),
         }

@@ -1,0 +1,43 @@
+-- wrk script for bench/http.sh.
+--
+--   wrk ... -s bench/http.lua URL -- get FIRST_ID LAST_ID   GET /api/access_tokens/:id, ids drawn at random
+--                                                          from FIRST_ID..LAST_ID so the run is not one hot row
+--   wrk ... -s bench/http.lua URL -- path /api/...          GET one fixed path (query already percent-encoded)
+--
+-- Headers (Authorization) come from wrk's -H. done() prints one machine-readable BENCH line
+-- so the driver does not have to parse wrk's human-oriented, unit-varying text.
+
+local mode, first, last, path
+
+function init(args)
+  mode = args[1]
+  if mode == "get" then
+    first, last = tonumber(args[2]), tonumber(args[3])
+    -- Each wrk thread has its own Lua state; seed them differently.
+    math.randomseed(math.floor(os.clock() * 1000000) + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
+  elseif mode == "path" then
+    path = args[2]
+  else
+    error("usage: -- get FIRST_ID LAST_ID | -- path /api/...")
+  end
+end
+
+function request()
+  if mode == "get" then
+    return wrk.format("GET", "/api/access_tokens/" .. math.random(first, last))
+  end
+  return wrk.format("GET", path)
+end
+
+function done(summary, latency, requests)
+  local seconds = summary.duration / 1000000
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH rps=%.0f p50_ms=%.2f p99_ms=%.2f requests=%d non2xx=%d socket_errors=%d\n",
+    summary.requests / seconds,
+    latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000,
+    summary.requests,
+    e.status,
+    e.connect + e.read + e.write + e.timeout))
+end

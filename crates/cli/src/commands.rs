@@ -1,0 +1,187 @@
+//! What each subcommand does.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sauti_store::{Store, StoreOptions, redact_url};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{CreateAccountArgs, Role, ServeArgs};
+use crate::config::Config;
+
+/// How long in-flight requests may take to finish after a shutdown signal. A client that
+/// holds a request open longer must not keep the process alive past what an orchestrator
+/// (which follows SIGTERM with SIGKILL, 30 s by default in Kubernetes) allows.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+/// Connect and bring the schema up to date. Every command does this: on SQLite it is
+/// what makes `sauti serve` work with zero set-up, and on PostgreSQL sqlx serialises
+/// concurrent migrators with an advisory lock, so nodes starting together do not race.
+async fn open_store(config: &Config) -> Result<Store> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    if let Some(parent) = config
+        .sqlite_file()
+        .as_deref()
+        .and_then(|f| f.parent())
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        // SQLite creates the file but not its directory.
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create database directory {}", parent.display()))?;
+    }
+    let shown_url = redact_url(&config.database_url);
+    tracing::info!(database = %shown_url, "opening database");
+    let store = Store::connect(&config.database_url, &StoreOptions::default())
+        .await
+        .with_context(|| format!("cannot open database {shown_url}"))?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("cannot migrate database {shown_url}"))?;
+    tracing::info!("database schema is up to date");
+    Ok(store)
+}
+
+pub async fn serve(config: &Config, args: &ServeArgs) -> Result<()> {
+    match args.role {
+        Role::All | Role::Api => {}
+        // Refused rather than accepted as a no-op: a node started as a worker that does no
+        // work would look healthy while nothing is ever delivered.
+        Role::Worker => bail!(
+            "--role worker is not available yet: workers arrive with the delivery engine; \
+             use --role api or --role all"
+        ),
+    }
+
+    let store = open_store(config).await?;
+    // Handlers go in before the address is announced: whoever reads "listening on" may
+    // signal at once, and a signal arriving before a handler exists would kill the process
+    // with a non-zero status. (Before this point the default action is right: there is
+    // nothing to drain, and Ctrl-C during a slow database connect should just stop.)
+    let mut signals = Signals::install()?;
+    let listener = TcpListener::bind(&config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    let addr = listener.local_addr().context("cannot read the bound address")?;
+    tracing::info!(role = args.role.name(), "listening on http://{addr}");
+
+    let stop = CancellationToken::new();
+    let state = sauti_api::AppState::new(store.clone(), config.api_config());
+    let mut server = tokio::spawn(sauti_api::run(state, listener, stop.clone().cancelled_owned()));
+
+    let outcome = tokio::select! {
+        joined = &mut server => {
+            // The server never returns on its own unless accepting failed.
+            Err(anyhow::anyhow!("HTTP server stopped unexpectedly: {}", describe(joined)))
+        }
+        signal = signals.recv() => {
+            tracing::info!(signal, "shutting down: finishing requests in flight");
+            stop.cancel();
+            tokio::select! {
+                joined = tokio::time::timeout(SHUTDOWN_GRACE, &mut server) => match joined {
+                    Ok(Ok(Ok(()))) => Ok(()),
+                    Ok(joined) => Err(anyhow::anyhow!("HTTP server failed while draining: {}", describe(joined))),
+                    Err(_) => {
+                        tracing::warn!(
+                            grace_seconds = SHUTDOWN_GRACE.as_secs(),
+                            "requests still in flight after the grace period; stopping anyway"
+                        );
+                        Ok(())
+                    }
+                },
+                // A second signal means the operator does not want to wait.
+                signal = signals.recv() => {
+                    tracing::warn!(signal, "second signal: stopping without waiting for requests in flight");
+                    Ok(())
+                }
+            }
+        }
+    };
+    server.abort();
+    // Requests abandoned after the grace period may still hold connections, and closing
+    // the pool waits for them; do not let that hang the exit.
+    if tokio::time::timeout(Duration::from_secs(5), store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("database connections still busy at exit; closing them abruptly");
+    }
+    if outcome.is_ok() {
+        tracing::info!("stopped");
+    }
+    outcome
+}
+
+fn describe(joined: Result<std::io::Result<()>, tokio::task::JoinError>) -> String {
+    match joined {
+        Ok(Ok(())) => "no error".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// SIGINT and SIGTERM, listened for from creation on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    /// The name of the next signal received.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+pub async fn migrate(config: &Config) -> Result<()> {
+    let store = open_store(config).await?;
+    store.close().await;
+    Ok(())
+}
+
+pub async fn create_account(config: &Config, args: &CreateAccountArgs) -> Result<()> {
+    let name = args.name.trim();
+    if name.is_empty() {
+        bail!("--name must not be blank");
+    }
+    let store = open_store(config).await?;
+    let created = sauti_api::admin::create_account(&store, name, args.super_admin)
+        .await
+        .context("cannot create the account");
+    store.close().await;
+    let created = created?;
+    tracing::info!(
+        account_id = created.account.id,
+        access_token_id = created.access_token_id,
+        super_admin = args.super_admin,
+        "account created"
+    );
+    // stdout carries exactly this one object, so scripts can parse it; the token appears
+    // nowhere else.
+    let output = CreatedAccountOutput {
+        account_id: created.account.id,
+        access_token: &created.access_token,
+    };
+    println!("{}", serde_json::to_string(&output)?);
+    Ok(())
+}
+
+/// What `sauti accounts create` prints; a struct so the keys keep this order.
+#[derive(serde::Serialize)]
+struct CreatedAccountOutput<'a> {
+    account_id: i64,
+    access_token: &'a str,
+}

@@ -1,0 +1,404 @@
+//! Black-box tests of the `sauti` binary: real processes, real databases, real HTTP.
+//!
+//! Every test runs in its own temporary directory with every inherited `SAUTI_*` variable
+//! removed, so neither the developer's environment nor a stray `./sauti-data` can leak in.
+//! `serve` is started with `SAUTI_BIND=127.0.0.1:0` and the test reads the real address
+//! from its "listening on http://…" log line: no port is guessed, so tests never collide.
+
+use std::path::Path;
+use std::process::{ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sauti_store::testing::{Backend, TestDatabase};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sauti");
+/// Generous: a cold PostgreSQL migration on a busy 2-core CI machine can take seconds.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A `sauti` invocation in `dir` with a clean `SAUTI_*` environment plus `env`.
+fn sauti(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(dir).stdin(Stdio::null()).kill_on_drop(true);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SAUTI_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("SAUTI_LOG_FORMAT", "text");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+async fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    tokio::time::timeout(START_TIMEOUT, sauti(dir, args, env).output())
+        .await
+        .unwrap_or_else(|_| panic!("sauti {args:?} did not finish in {START_TIMEOUT:?}"))
+        .expect("run sauti")
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[derive(Debug)]
+struct CreatedAccount {
+    account_id: i64,
+    access_token: String,
+}
+
+/// `sauti accounts create`, checking stdout is exactly one JSON object with the two keys.
+async fn create_account(dir: &Path, env: &[(&str, &str)], name: &str) -> CreatedAccount {
+    // Debug logging on purpose: however chatty the logs, none may reach stdout.
+    let mut env = env.to_vec();
+    env.push(("SAUTI_LOG", "debug"));
+    let output = run(dir, &["accounts", "create", "--name", name], &env).await;
+    assert!(output.status.success(), "accounts create failed: {}", describe(&output));
+    let stdout = String::from_utf8(output.stdout.clone()).expect("utf-8 stdout");
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "stdout must be one line: {}",
+        describe(&output)
+    );
+    let value: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let object = value.as_object().expect("a JSON object");
+    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["access_token", "account_id"], "{stdout}");
+    let access_token = object["access_token"]
+        .as_str()
+        .expect("access_token is a string")
+        .to_string();
+    assert!(access_token.len() >= 32, "token too short: {access_token}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains(&access_token),
+        "the token must not be logged: {stderr}"
+    );
+    CreatedAccount {
+        account_id: object["account_id"].as_i64().expect("account_id is an integer"),
+        access_token,
+    }
+}
+
+/// A running `sauti serve`; killed if the test ends without stopping it.
+struct Server {
+    child: Child,
+    base_url: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    async fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let mut env = env.to_vec();
+        env.push(("SAUTI_BIND", "127.0.0.1:0"));
+        let mut child = sauti(dir, &["serve"], &env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::new(Mutex::new(String::new()));
+
+        let found = tokio::time::timeout(START_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await.expect("read serve's stderr") {
+                log.lock().unwrap().push_str(&format!("{line}\n"));
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
+                    return Some(addr);
+                }
+            }
+            None
+        })
+        .await;
+        let addr = match found {
+            Ok(Some(addr)) => addr,
+            Ok(None) => {
+                let status = child.wait().await.unwrap();
+                panic!("serve exited ({status}) before listening:\n{}", log.lock().unwrap());
+            }
+            Err(_) => panic!(
+                "serve did not listen within {START_TIMEOUT:?}:\n{}",
+                log.lock().unwrap()
+            ),
+        };
+
+        // Keep draining stderr: a full pipe would block the server's logging.
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        Server {
+            child,
+            base_url: format!("http://{addr}"),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    async fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("serve is running").to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
+    async fn wait(&mut self) -> ExitStatus {
+        match tokio::time::timeout(EXIT_TIMEOUT, self.child.wait()).await {
+            Ok(status) => status.unwrap(),
+            Err(_) => panic!("serve did not exit within {EXIT_TIMEOUT:?}:\n{}", self.log()),
+        }
+    }
+}
+
+/// The whole operator path on one database: migrate, bootstrap a tenant, serve, use the
+/// token over HTTP, stop with SIGTERM.
+async fn operator_path(dir: &Path, env: &[(&str, &str)]) {
+    let output = run(dir, &["migrate"], env).await;
+    assert!(output.status.success(), "migrate failed: {}", describe(&output));
+    assert!(
+        output.stdout.is_empty(),
+        "migrate prints nothing on stdout: {}",
+        describe(&output)
+    );
+    // Migrating an up-to-date database is a no-op, not an error.
+    let output = run(dir, &["migrate"], env).await;
+    assert!(output.status.success(), "second migrate failed: {}", describe(&output));
+
+    let acme = create_account(dir, env, "Acme").await;
+    let globex = create_account(dir, env, "Globex").await;
+    assert_ne!(acme.account_id, globex.account_id);
+
+    let mut server = Server::start(dir, env).await;
+    let http = reqwest::Client::new();
+    let tokens_url = format!("{}/api/access_tokens", server.base_url);
+
+    let resp = http
+        .get(&tokens_url)
+        .bearer_auth(&acme.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "GET /api/access_tokens:\n{}", server.log());
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let tokens = body.as_array().unwrap_or_else(|| panic!("a JSON array: {body}"));
+    assert_eq!(tokens.len(), 1, "a new account has exactly its bootstrap token: {body}");
+
+    // The other tenant's token works too, and the credential check is real.
+    let resp = http
+        .get(&tokens_url)
+        .bearer_auth(&globex.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = http.get(&tokens_url).bearer_auth("not-a-token").send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+
+    server.signal("TERM").await;
+    let status = server.wait().await;
+    assert!(
+        status.success(),
+        "serve must exit 0 on SIGTERM, got {status}:\n{}",
+        server.log()
+    );
+    let log = server.log();
+    assert!(log.contains("shutting down"), "{log}");
+    for account in [&acme, &globex] {
+        assert!(!log.contains(&account.access_token), "a token reached the log:\n{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operator_path_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let data_dir = data_dir.to_str().unwrap();
+    operator_path(dir.path(), &[("SAUTI_DATA_DIR", data_dir)]).await;
+    assert!(
+        Path::new(data_dir).join("sauti.db").is_file(),
+        "the default database lives in SAUTI_DATA_DIR"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operator_path_on_postgres() {
+    let Some(db) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let url = with_password(&db.url, "pw-must-not-leak");
+    let env = [
+        ("SAUTI_DATA_DIR", data_dir.to_str().unwrap()),
+        ("SAUTI_DATABASE_URL", url.as_str()),
+    ];
+    operator_path(dir.path(), &env).await;
+    assert!(
+        !data_dir.join("sauti.db").exists(),
+        "no SQLite file when PostgreSQL is configured"
+    );
+
+    // With everything logged, the password still never appears.
+    let password = password_of(&url).expect("the URL has a password");
+    let output = run(dir.path(), &["migrate"], &[env[0], env[1], ("SAUTI_LOG", "trace")]).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("postgres://"), "the redacted URL is logged: {stderr}");
+    assert!(
+        !stderr.contains(password),
+        "the database password reached the log: {stderr}"
+    );
+}
+
+/// A URL's password, if it has one.
+fn password_of(url: &str) -> Option<&str> {
+    let after_scheme = url.find("://")? + 3;
+    let authority_end = url[after_scheme..].find('/').map_or(url.len(), |i| i + after_scheme);
+    let userinfo = url[after_scheme..authority_end].rsplit_once('@')?.0;
+    userinfo.split_once(':').map(|(_, pw)| pw)
+}
+
+/// Give a PostgreSQL URL a password (the test server uses trust auth, so any password is
+/// accepted); keep the one it already has.
+fn with_password(url: &str, password: &str) -> String {
+    if password_of(url).is_some() {
+        return url.to_string();
+    }
+    let after_scheme = url.find("://").unwrap() + 3;
+    let authority_end = url[after_scheme..].find('/').map_or(url.len(), |i| i + after_scheme);
+    match url[after_scheme..authority_end].rfind('@') {
+        Some(at) => {
+            let at = at + after_scheme;
+            format!("{}:{password}{}", &url[..at], &url[at..])
+        }
+        None => format!("{}postgres:{password}@{}", &url[..after_scheme], &url[after_scheme..]),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_stops_serve_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]).await;
+    let resp = reqwest::get(format!("{}/healthz", server.base_url)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    server.signal("INT").await;
+    let status = server.wait().await;
+    assert!(
+        status.success(),
+        "serve must exit 0 on SIGINT, got {status}:\n{}",
+        server.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_configuration_means_sqlite_in_sauti_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(dir.path(), &["migrate"], &[]).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(
+        dir.path().join("sauti-data/sauti.db").is_file(),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_file_is_read_and_env_wins_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sauti.toml"),
+        "data_dir = \"from-file\"\nlog = \"info\"\n",
+    )
+    .unwrap();
+    let output = run(dir.path(), &["migrate", "--config", "sauti.toml"], &[]).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(dir.path().join("from-file/sauti.db").is_file(), "{}", describe(&output));
+
+    let output = run(
+        dir.path(),
+        &["--config", "sauti.toml", "migrate"],
+        &[("SAUTI_DATA_DIR", "from-env")],
+    )
+    .await;
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(dir.path().join("from-env/sauti.db").is_file(), "{}", describe(&output));
+
+    std::fs::write(dir.path().join("bad.toml"), "bind = 8080\n").unwrap();
+    let output = run(dir.path(), &["migrate", "--config", "bad.toml"], &[]).await;
+    assert!(!output.status.success(), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("bad.toml"),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn worker_role_is_refused_until_workers_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(
+        dir.path(),
+        &["serve", "--role", "worker"],
+        &[("SAUTI_BIND", "127.0.0.1:0")],
+    )
+    .await;
+    assert!(!output.status.success(), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("delivery engine"), "{}", describe(&output));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn help_documents_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(dir.path(), &["--help"], &[]).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for needle in [
+        "serve",
+        "migrate",
+        "accounts",
+        "--config",
+        "SAUTI_BIND",
+        "SAUTI_DATA_DIR",
+        "SAUTI_DATABASE_URL",
+        "SAUTI_LOG",
+        "SAUTI_LOG_FORMAT",
+        "SAUTI_SESSION_TTL_SECONDS",
+        "SAUTI_BODY_LIMIT_BYTES",
+    ] {
+        assert!(help.contains(needle), "--help does not mention {needle}:\n{help}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(dir.path(), &["migrate"], &[("SAUTI_LOG_FORMAT", "json")]).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.trim().is_empty(), "migrate logs at info");
+    for line in stderr.lines() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(value.get("level").is_some() && value.get("message").is_some(), "{line}");
+    }
+}
