@@ -354,6 +354,39 @@ pub trait ProgressSink: Send {
     fn report(&mut self, progress: &ImportProgress) -> impl std::future::Future<Output = ()> + Send;
 }
 
+/// Saves an import's progress to its row, at most twice a second until it ends.
+pub struct SaveProgress {
+    pub store: Store,
+    pub import_id: i64,
+    last_save: Option<std::time::Instant>,
+}
+
+impl SaveProgress {
+    pub fn new(store: Store, import_id: i64) -> Self {
+        Self {
+            store,
+            import_id,
+            last_save: None,
+        }
+    }
+}
+
+impl ProgressSink for SaveProgress {
+    async fn report(&mut self, p: &ImportProgress) {
+        let ended = p.status != "running";
+        if ended
+            || self
+                .last_save
+                .is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(500))
+        {
+            self.last_save = Some(std::time::Instant::now());
+            if let Err(e) = self.store.save_import_progress(self.import_id, p).await {
+                tracing::error!(error = %e, import = self.import_id, "saving import progress");
+            }
+        }
+    }
+}
+
 /// Import the file at `path` into the account, reporting progress to `sink`; the final
 /// progress is returned (status `completed` or `failed`).
 pub async fn import_file(

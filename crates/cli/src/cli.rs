@@ -56,6 +56,42 @@ pub enum Command {
     /// Manage accounts (tenants).
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Import or export contacts as CSV.
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactsCommand {
+    /// Import a CSV file of contacts (the layouts `POST /api/contact_imports` takes), with
+    /// a progress bar and the import's report at the end. Upserts by msisdn.
+    #[command(after_long_help = CONFIGURATION_HELP)]
+    Import(ImportContactsArgs),
+    /// Write the account's contacts (or a group's) as CSV to stdout; re-importable.
+    #[command(after_long_help = CONFIGURATION_HELP)]
+    Export(ExportContactsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportContactsArgs {
+    /// The CSV file.
+    pub file: PathBuf,
+    /// Add every imported contact to this group (created if it does not exist).
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// The account to import into; may be left out when there is only one.
+    #[arg(long, value_name = "ID")]
+    pub account: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportContactsArgs {
+    /// Only the contacts of this group.
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// The account to export from; may be left out when there is only one.
+    #[arg(long, value_name = "ID")]
+    pub account: Option<i64>,
 }
 
 #[derive(Debug, Args)]

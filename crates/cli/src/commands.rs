@@ -18,7 +18,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 /// Connect and bring the schema up to date. Every command does this: on SQLite it is
 /// what makes `sauti serve` work with zero set-up, and on PostgreSQL sqlx serialises
 /// concurrent migrators with an advisory lock, so nodes starting together do not race.
-async fn open_store(config: &Config) -> Result<Store> {
+pub(crate) async fn open_store(config: &Config) -> Result<Store> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     if let Some(parent) = config

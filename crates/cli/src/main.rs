@@ -4,13 +4,14 @@
 mod cli;
 mod commands;
 mod config;
+mod contacts;
 mod logging;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{AccountsCommand, Cli, Command};
+use crate::cli::{AccountsCommand, Cli, Command, ContactsCommand};
 use crate::config::Config;
 
 fn main() -> ExitCode {
@@ -35,6 +36,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve(args) => commands::serve(&config, args).await,
             Command::Migrate => commands::migrate(&config).await,
             Command::Accounts(AccountsCommand::Create(args)) => commands::create_account(&config, args).await,
+            Command::Contacts(ContactsCommand::Import(args)) => contacts::import(&config, args).await,
+            Command::Contacts(ContactsCommand::Export(args)) => contacts::export(&config, args).await,
         }
     })
 }

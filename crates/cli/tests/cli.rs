@@ -402,3 +402,115 @@ async fn json_logs_are_one_object_per_line() {
         assert!(value.get("level").is_some() && value.get("message").is_some(), "{line}");
     }
 }
+
+/// `sauti contacts import` reports like the API does and `export` writes what import reads.
+async fn contacts_import_export(dir: &Path, env: &[(&str, &str)]) {
+    let acme = create_account(dir, env, "Acme").await;
+    let csv = dir.join("people.csv");
+    std::fs::write(
+        &csv,
+        "phone,first_name,district\n+254712345601,Amina,Kibra\nnope,Bob,Kibra\n+254712345602,Chen,Mathare\n",
+    )
+    .unwrap();
+    let output = run(
+        dir,
+        &["contacts", "import", csv.to_str().unwrap(), "--group", "Field"],
+        env,
+    )
+    .await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("completed: 3 rows read, 2 created, 0 updated, 1 rejected"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 3: msisdn \"nope\" is not a valid phone number"),
+        "{stderr}"
+    );
+
+    let output = run(dir, &["contacts", "export", "--group", "Field"], env).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let exported = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = exported.lines().collect();
+    assert_eq!(lines.len(), 3, "{exported}");
+    assert!(lines[0].starts_with("id,msisdn,first_name"));
+    assert!(
+        lines[1].contains("+254712345601,Amina") && lines[1].contains(r#"{""district"":""Kibra""}"#),
+        "{exported}"
+    );
+
+    // A second account makes --account necessary, and the export re-imports into it.
+    let other = create_account(dir, env, "Other").await;
+    let output = run(dir, &["contacts", "export"], env).await;
+    assert!(!output.status.success(), "two accounts need --account");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--account"));
+    let again = dir.join("again.csv");
+    std::fs::write(&again, &exported).unwrap();
+    let account = other.account_id.to_string();
+    let output = run(
+        dir,
+        &["contacts", "import", again.to_str().unwrap(), "--account", &account],
+        env,
+    )
+    .await;
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("2 created, 0 updated, 0 rejected"),
+        "{}",
+        describe(&output)
+    );
+    let _ = acme;
+
+    let output = run(
+        dir,
+        &[
+            "contacts",
+            "import",
+            dir.join("missing.csv").to_str().unwrap(),
+            "--account",
+            &account,
+        ],
+        env,
+    )
+    .await;
+    assert!(!output.status.success());
+    let binary = dir.join("binary.csv");
+    std::fs::write(&binary, b"\x00\x01\x02").unwrap();
+    let output = run(
+        dir,
+        &["contacts", "import", binary.to_str().unwrap(), "--account", &account],
+        env,
+    )
+    .await;
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("binary"),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contacts_import_export_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    contacts_import_export(dir.path(), &[("SAUTI_DATA_DIR", data_dir.to_str().unwrap())]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contacts_import_export_on_postgres() {
+    let Some(db) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    contacts_import_export(
+        dir.path(),
+        &[
+            ("SAUTI_DATA_DIR", data_dir.to_str().unwrap()),
+            ("SAUTI_DATABASE_URL", &db.url),
+        ],
+    )
+    .await;
+}

@@ -2,7 +2,6 @@
 //! poll; and the CSV exports of contacts.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Multipart, Request, State};
@@ -11,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use sauti_core::filter::{ListQuery, ResourceSpec};
-use sauti_store::{ContactImport, ContactScope, ImportProgress, RejectedRow, Store};
+use sauti_store::{ContactImport, ContactScope, ImportProgress, RejectedRow};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
@@ -239,40 +238,11 @@ pub async fn create(
     ))
 }
 
-/// Saves an import's progress to its row, at most twice a second until it ends.
-pub struct SaveProgress {
-    pub store: Store,
-    pub import_id: i64,
-    last_save: Option<Instant>,
-}
-
-impl SaveProgress {
-    pub fn new(store: Store, import_id: i64) -> Self {
-        Self {
-            store,
-            import_id,
-            last_save: None,
-        }
-    }
-}
-
-impl contact_csv::ProgressSink for SaveProgress {
-    async fn report(&mut self, p: &ImportProgress) {
-        let ended = p.status != "running";
-        if ended || self.last_save.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
-            self.last_save = Some(Instant::now());
-            if let Err(e) = self.store.save_import_progress(self.import_id, p).await {
-                tracing::error!(error = %e, import = self.import_id, "saving import progress");
-            }
-        }
-    }
-}
-
 /// Run an import in the background and remove the upload when done.
 pub(crate) fn spawn_import(st: AppState, import: ContactImport, path: PathBuf) {
     tokio::spawn(async move {
         let region = default_region(&st, import.account_id).await.ok().flatten();
-        let mut sink = SaveProgress::new(st.store.clone(), import.id);
+        let mut sink = contact_csv::SaveProgress::new(st.store.clone(), import.id);
         let outcome =
             contact_csv::import_file(&st.store, import.account_id, import.group_id, region, &path, &mut sink).await;
         tracing::info!(import = import.id, status = %outcome.status, rows = outcome.rows_read, "contact import finished");
