@@ -21,8 +21,8 @@ use sauti_core::email;
 use sauti_core::msisdn::{Msisdn, Region};
 use sauti_store::{Contact, ContactFields, ImportProgress, RejectedRow, Store};
 
-/// Rows sent to the database per statement.
-const BATCH: usize = 1000;
+/// Rows parsed together and written in one transaction.
+const BATCH: usize = 5000;
 /// Rejected rows kept in the report (all are counted).
 pub const MAX_REJECTED_KEPT: usize = 1000;
 /// How much of the file is inspected before accepting it.

@@ -63,7 +63,8 @@ fn nul_field(body: &serde_json::Value) -> Option<String> {
     Some(if k.contains('\0') { "base".into() } else { k.clone() })
 }
 
-fn is_json(ct: &str) -> bool {
+/// `application/json` or any `application/…+json`, parameters ignored.
+pub(crate) fn is_json(ct: &str) -> bool {
     let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }

@@ -124,6 +124,8 @@ impl ListQuery {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlValue {
     Text(String),
+    /// A text NULL (bound, so the statement text stays the same whatever is absent).
+    NullText,
     Int(i64),
     Float(f64),
     Bool(bool),

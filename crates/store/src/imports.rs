@@ -35,6 +35,9 @@ pub struct RejectedRow {
     pub reason: String,
 }
 
+/// Rows per upsert statement (15 parameters each, well under SQLite's 32,766).
+const UPSERT_ROWS: usize = 1000;
+
 /// Counters written back while an import runs.
 #[derive(Debug, Clone, Default)]
 pub struct ImportProgress {
@@ -101,48 +104,77 @@ impl Store {
         Ok(())
     }
 
-    /// Create or update many contacts by msisdn in one statement, and add them to `group`.
-    /// Non-empty fields of a row overwrite the stored ones, empty ones leave them, and
-    /// metadata is merged. `rows` must not repeat a msisdn. Returns how many were created.
-    pub async fn upsert_contacts_batch(
-        &self,
-        account_id: i64,
-        rows: &[ContactFields],
-        group_id: Option<i64>,
-    ) -> StoreResult<u64> {
+    /// Create or update many contacts by msisdn in one transaction (1,000 rows a
+    /// statement), and add them to `group`. Non-empty fields of a row overwrite the stored
+    /// ones, empty ones leave them, and metadata is merged. `rows` must not repeat a
+    /// msisdn. Returns how many were created.
+    pub async fn upsert_contacts_batch(&self, account_id: i64, rows: &[ContactFields], group_id: Option<i64>) -> StoreResult<u64> {
         if rows.is_empty() {
             return Ok(0);
         }
         let now = clock::now();
+        let statements: Vec<Sql> = rows.chunks(UPSERT_ROWS).map(|chunk| self.upsert_sql(account_id, chunk, now)).collect();
+        let mut returned: Vec<(i64, DateTime<Utc>)> = Vec::with_capacity(rows.len());
+        // One commit for the whole batch: a commit per statement costs more than the rows.
+        match &self.pool {
+            Pool::Sqlite(p) => {
+                let mut tx = p.begin().await?;
+                for q in &statements {
+                    let text = sqlx::AssertSqlSafe(q.text.clone());
+                    returned.extend(sqlx::query_as_with::<_, (i64, DateTime<Utc>), _>(text, sqlite_args(&q.params)).fetch_all(&mut *tx).await?);
+                }
+                tx.commit().await?;
+            }
+            Pool::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                for q in &statements {
+                    let text = sqlx::AssertSqlSafe(q.text.clone());
+                    returned.extend(sqlx::query_as_with::<_, (i64, DateTime<Utc>), _>(text, pg_args(&q.params)).fetch_all(&mut *tx).await?);
+                }
+                tx.commit().await?;
+            }
+        }
+        // A row whose created_at is this batch's timestamp was inserted by it.
+        let created = returned.iter().filter(|(_, c)| *c == now).count() as u64;
+        if let Some(g) = group_id {
+            let ids: Vec<i64> = returned.iter().map(|(id, _)| *id).collect();
+            self.add_group_contacts(account_id, g, &ids).await?;
+        }
+        Ok(created)
+    }
+
+    /// One upsert statement. Every value is bound, absent ones as NULL, so statements of
+    /// the same row count share one text and one prepared statement.
+    ///
+    /// On SQLite the placeholders are anonymous `?`: sqlx asks SQLite the name of every
+    /// `$N` parameter, a linear scan each, which makes binding a statement of thousands of
+    /// named parameters quadratic (measured: 9k rows/s, all of it in
+    /// `sqlite3_bind_parameter_name`). Each `?` is bound once, in text order.
+    fn upsert_sql(&self, account_id: i64, rows: &[ContactFields], now: DateTime<Utc>) -> Sql {
+        let anonymous = self.dialect() == Dialect::Sqlite;
         let mut q = Sql::default();
-        let a = q.bind(SqlValue::Int(account_id));
-        let t = q.bind(SqlValue::Timestamp(now));
+        let bind = |q: &mut Sql, v: SqlValue| -> String {
+            if anonymous {
+                q.params.push(v);
+                "?".to_string()
+            } else {
+                q.bind(v)
+            }
+        };
         let mut values = Vec::with_capacity(rows.len());
         for r in rows {
-            let text = |q: &mut Sql, v: &Option<String>| match v {
-                Some(s) => q.bind(SqlValue::Text(s.clone())),
-                None => "NULL".to_string(),
-            };
-            let msisdn = q.bind(SqlValue::Text(r.msisdn.clone()));
-            let cols = [
-                &r.email,
-                &r.first_name,
-                &r.last_name,
-                &r.address,
-                &r.custom1,
-                &r.custom2,
-                &r.custom3,
-                &r.description,
-            ]
-            .map(|v| text(&mut q, v));
-            let meta = q.bind(SqlValue::Text(
-                serde_json::Value::Object(r.metadata.clone()).to_string(),
-            ));
+            let a = bind(&mut q, SqlValue::Int(account_id));
+            let msisdn = bind(&mut q, SqlValue::Text(r.msisdn.clone()));
+            let cols = [&r.email, &r.first_name, &r.last_name, &r.address, &r.custom1, &r.custom2, &r.custom3, &r.description]
+                .map(|v| bind(&mut q, v.clone().map(SqlValue::Text).unwrap_or(SqlValue::NullText)));
+            let meta = bind(&mut q, SqlValue::Text(serde_json::Value::Object(r.metadata.clone()).to_string()));
             let meta = match self.dialect() {
                 Dialect::Postgres => format!("CAST({meta} AS jsonb)"),
                 Dialect::Sqlite => meta,
             };
-            values.push(format!("({a}, {msisdn}, {}, {meta}, {t}, {t})", cols.join(", ")));
+            let created = bind(&mut q, SqlValue::Timestamp(now));
+            let updated = bind(&mut q, SqlValue::Timestamp(now));
+            values.push(format!("({a}, {msisdn}, {}, {meta}, {created}, {updated})", cols.join(", ")));
         }
         let merge = match self.dialect() {
             Dialect::Postgres => "contacts.metadata || excluded.metadata",
@@ -161,17 +193,6 @@ impl Store {
              RETURNING id, created_at",
             values.join(", ")
         );
-        let text = sqlx::AssertSqlSafe(q.text.clone());
-        let returned: Vec<(i64, DateTime<Utc>)> = match &self.pool {
-            Pool::Sqlite(p) => sqlx::query_as_with(text, sqlite_args(&q.params)).fetch_all(p).await?,
-            Pool::Postgres(p) => sqlx::query_as_with(text, pg_args(&q.params)).fetch_all(p).await?,
-        };
-        // A row whose created_at is this statement's timestamp was inserted by it.
-        let created = returned.iter().filter(|(_, c)| *c == now).count() as u64;
-        if let Some(g) = group_id {
-            let ids: Vec<i64> = returned.iter().map(|(id, _)| *id).collect();
-            self.add_group_contacts(account_id, g, &ids).await?;
-        }
-        Ok(created)
+        q
     }
 }

@@ -19,6 +19,7 @@ pub(crate) fn sqlite_args(params: &[SqlValue]) -> SqliteArguments {
     for p in params {
         let r = match p {
             SqlValue::Text(s) => args.add(s.clone()),
+            SqlValue::NullText => args.add(None::<String>),
             SqlValue::Int(i) => args.add(*i),
             SqlValue::Float(f) => args.add(*f),
             SqlValue::Bool(b) => args.add(*b),
@@ -36,6 +37,7 @@ pub(crate) fn pg_args(params: &[SqlValue]) -> PgArguments {
     for p in params {
         let r = match p {
             SqlValue::Text(s) => args.add(s.clone()),
+            SqlValue::NullText => args.add(None::<String>),
             SqlValue::Int(i) => args.add(*i),
             SqlValue::Float(f) => args.add(*f),
             SqlValue::Bool(b) => args.add(*b),
