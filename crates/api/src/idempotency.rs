@@ -42,8 +42,11 @@ async fn guarded(state: AppState, req: Request, next: Next) -> Result<Response, 
     };
     // Only JSON requests are fingerprinted: an upload (CSV, multipart) streams to disk and
     // may be far larger than anything worth buffering here.
-    let json_or_empty =
-        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_none_or(crate::extract::is_json);
+    let json_or_empty = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(crate::extract::is_json);
     if !json_or_empty {
         return Ok(next.run(req).await);
     }

@@ -108,12 +108,20 @@ impl Store {
     /// statement), and add them to `group`. Non-empty fields of a row overwrite the stored
     /// ones, empty ones leave them, and metadata is merged. `rows` must not repeat a
     /// msisdn. Returns how many were created.
-    pub async fn upsert_contacts_batch(&self, account_id: i64, rows: &[ContactFields], group_id: Option<i64>) -> StoreResult<u64> {
+    pub async fn upsert_contacts_batch(
+        &self,
+        account_id: i64,
+        rows: &[ContactFields],
+        group_id: Option<i64>,
+    ) -> StoreResult<u64> {
         if rows.is_empty() {
             return Ok(0);
         }
         let now = clock::now();
-        let statements: Vec<Sql> = rows.chunks(UPSERT_ROWS).map(|chunk| self.upsert_sql(account_id, chunk, now)).collect();
+        let statements: Vec<Sql> = rows
+            .chunks(UPSERT_ROWS)
+            .map(|chunk| self.upsert_sql(account_id, chunk, now))
+            .collect();
         let mut returned: Vec<(i64, DateTime<Utc>)> = Vec::with_capacity(rows.len());
         // One commit for the whole batch: a commit per statement costs more than the rows.
         match &self.pool {
@@ -121,7 +129,11 @@ impl Store {
                 let mut tx = p.begin().await?;
                 for q in &statements {
                     let text = sqlx::AssertSqlSafe(q.text.clone());
-                    returned.extend(sqlx::query_as_with::<_, (i64, DateTime<Utc>), _>(text, sqlite_args(&q.params)).fetch_all(&mut *tx).await?);
+                    returned.extend(
+                        sqlx::query_as_with::<_, (i64, DateTime<Utc>), _>(text, sqlite_args(&q.params))
+                            .fetch_all(&mut *tx)
+                            .await?,
+                    );
                 }
                 tx.commit().await?;
             }
@@ -129,7 +141,11 @@ impl Store {
                 let mut tx = p.begin().await?;
                 for q in &statements {
                     let text = sqlx::AssertSqlSafe(q.text.clone());
-                    returned.extend(sqlx::query_as_with::<_, (i64, DateTime<Utc>), _>(text, pg_args(&q.params)).fetch_all(&mut *tx).await?);
+                    returned.extend(
+                        sqlx::query_as_with::<_, (i64, DateTime<Utc>), _>(text, pg_args(&q.params))
+                            .fetch_all(&mut *tx)
+                            .await?,
+                    );
                 }
                 tx.commit().await?;
             }
@@ -165,16 +181,31 @@ impl Store {
         for r in rows {
             let a = bind(&mut q, SqlValue::Int(account_id));
             let msisdn = bind(&mut q, SqlValue::Text(r.msisdn.clone()));
-            let cols = [&r.email, &r.first_name, &r.last_name, &r.address, &r.custom1, &r.custom2, &r.custom3, &r.description]
-                .map(|v| bind(&mut q, v.clone().map(SqlValue::Text).unwrap_or(SqlValue::NullText)));
-            let meta = bind(&mut q, SqlValue::Text(serde_json::Value::Object(r.metadata.clone()).to_string()));
+            let cols = [
+                &r.email,
+                &r.first_name,
+                &r.last_name,
+                &r.address,
+                &r.custom1,
+                &r.custom2,
+                &r.custom3,
+                &r.description,
+            ]
+            .map(|v| bind(&mut q, v.clone().map(SqlValue::Text).unwrap_or(SqlValue::NullText)));
+            let meta = bind(
+                &mut q,
+                SqlValue::Text(serde_json::Value::Object(r.metadata.clone()).to_string()),
+            );
             let meta = match self.dialect() {
                 Dialect::Postgres => format!("CAST({meta} AS jsonb)"),
                 Dialect::Sqlite => meta,
             };
             let created = bind(&mut q, SqlValue::Timestamp(now));
             let updated = bind(&mut q, SqlValue::Timestamp(now));
-            values.push(format!("({a}, {msisdn}, {}, {meta}, {created}, {updated})", cols.join(", ")));
+            values.push(format!(
+                "({a}, {msisdn}, {}, {meta}, {created}, {updated})",
+                cols.join(", ")
+            ));
         }
         let merge = match self.dialect() {
             Dialect::Postgres => "contacts.metadata || excluded.metadata",
