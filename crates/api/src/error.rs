@@ -37,6 +37,9 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    /// 415 for an endpoint that takes something other than JSON; the message says what.
+    #[error("unsupported media type: {0}")]
+    WrongMediaType(&'static str),
     #[error("validation failed: {0}")]
     Validation(ValidationErrors),
     #[error("unavailable: {0}")]
@@ -73,6 +76,7 @@ impl ApiError {
                 "unsupported_media_type",
                 base("Content-Type must be application/json"),
             ),
+            ApiError::WrongMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", base(m)),
             ApiError::Validation(v) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", v.0.clone()),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", base(m)),
             ApiError::Internal(_) => (

@@ -7,10 +7,12 @@
 
 pub mod admin;
 mod auth;
+mod blobs;
 pub mod contact_csv;
 mod error;
 mod extract;
 mod idempotency;
+mod image;
 mod metrics;
 pub mod openapi;
 mod pagination;
@@ -35,7 +37,10 @@ pub struct ApiConfig {
     pub body_limit_bytes: usize,
     /// Largest CSV upload (`POST /api/contact_imports`).
     pub import_limit_bytes: u64,
-    /// Where uploads wait to be processed (`<data_dir>/imports`).
+    /// Largest client logo image (`PUT /api/clients/{id}/logo`).
+    pub logo_limit_bytes: u64,
+    /// Where uploads wait to be processed (`<data_dir>/imports`) and uploaded images are
+    /// kept (`<data_dir>/blobs`).
     pub data_dir: std::path::PathBuf,
     /// How long a resolved access token is trusted without asking the database again.
     /// Writes through this process clear it at once; this bounds how long a token revoked
@@ -49,6 +54,7 @@ impl Default for ApiConfig {
             session_ttl: Duration::from_secs(24 * 3600),
             body_limit_bytes: 1024 * 1024,
             import_limit_bytes: 2 * 1024 * 1024 * 1024,
+            logo_limit_bytes: 2 * 1024 * 1024,
             data_dir: std::path::PathBuf::from("sauti-data"),
             auth_cache_ttl: Duration::from_secs(2),
         }

@@ -43,6 +43,7 @@ pub struct ListParams {
         contact_imports::create, contact_imports::index, contact_imports::show,
         contact_imports::export_contacts, contact_imports::export_group, contact_imports::sample,
         clients::index, clients::create, clients::show, clients::update, clients::destroy, clients::contacts,
+        clients::put_logo, clients::show_logo, clients::destroy_logo,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(crate::ErrorBody)),

@@ -41,7 +41,8 @@ impl LogFormat {
 pub struct Config {
     /// `host:port` the HTTP API listens on; port 0 picks a free port (logged at start).
     pub bind: String,
-    /// Where sauti keeps its files: the default SQLite database, later media blobs.
+    /// Where sauti keeps its files: the default SQLite database, CSV uploads waiting to be
+    /// imported, uploaded images (`blobs/`).
     pub data_dir: PathBuf,
     /// `sqlite://…` or `postgres://…`. May hold a password: log it only via `redact_url`.
     pub database_url: String,

@@ -26,6 +26,9 @@ pub struct Client {
     pub chamber_of_commerce_number: Option<String>,
     pub email: Option<String>,
     pub logo: Option<String>,
+    /// The file of an uploaded logo in the API's blob store (`None` when `logo` is a URL
+    /// or absent). Never shown to callers: it names a file on the server.
+    pub logo_blob: Option<String>,
     pub metadata: Json<JsonMap>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -36,9 +39,9 @@ impl Store {
     pub async fn create_client(&self, c: &Client) -> StoreResult<Client> {
         let now = clock::now();
         let sql = "INSERT INTO clients (account_id, user_id, external_client_id, company_name, address, house_number, \
-                   zip_code, country, city, phone_number, website_url, chamber_of_commerce_number, email, logo, metadata, \
-                   created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) \
-                   RETURNING *";
+                   zip_code, country, city, phone_number, website_url, chamber_of_commerce_number, email, logo, logo_blob, \
+                   metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                   $17, $17) RETURNING *";
         Ok(on_pool!(self, p => sqlx::query_as(sql)
             .bind(c.account_id)
             .bind(c.user_id)
@@ -54,6 +57,7 @@ impl Store {
             .bind(&c.chamber_of_commerce_number)
             .bind(&c.email)
             .bind(&c.logo)
+            .bind(&c.logo_blob)
             .bind(&c.metadata)
             .bind(now)
             .fetch_one(p)
@@ -84,8 +88,8 @@ impl Store {
             c.updated_at = clock::now().max(old.updated_at + chrono::Duration::microseconds(1));
             let sql = "UPDATE clients SET user_id = $3, external_client_id = $4, company_name = $5, address = $6, \
                        house_number = $7, zip_code = $8, country = $9, city = $10, phone_number = $11, website_url = $12, \
-                       chamber_of_commerce_number = $13, email = $14, logo = $15, metadata = $16, updated_at = $17 \
-                       WHERE account_id = $1 AND id = $2 AND updated_at = $18";
+                       chamber_of_commerce_number = $13, email = $14, logo = $15, logo_blob = $16, metadata = $17, \
+                       updated_at = $18 WHERE account_id = $1 AND id = $2 AND updated_at = $19";
             let n = on_pool!(self, p => sqlx::query(sql)
                 .bind(account_id)
                 .bind(id)
@@ -102,6 +106,7 @@ impl Store {
                 .bind(&c.chamber_of_commerce_number)
                 .bind(&c.email)
                 .bind(&c.logo)
+                .bind(&c.logo_blob)
                 .bind(&c.metadata)
                 .bind(c.updated_at)
                 .bind(old.updated_at)
@@ -115,10 +120,10 @@ impl Store {
         Err(StoreError::Contended)
     }
 
-    /// Delete a client; its contacts stay, without a client.
-    pub async fn delete_client(&self, account_id: i64, id: i64) -> StoreResult<bool> {
-        let sql = "DELETE FROM clients WHERE account_id = $1 AND id = $2";
-        let n = on_pool!(self, p => sqlx::query(sql).bind(account_id).bind(id).execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
+    /// Delete a client; its contacts stay, without a client. Returns the deleted row, so
+    /// the caller can remove what it pointed at (an uploaded logo).
+    pub async fn delete_client(&self, account_id: i64, id: i64) -> StoreResult<Option<Client>> {
+        let sql = "DELETE FROM clients WHERE account_id = $1 AND id = $2 RETURNING *";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(account_id).bind(id).fetch_optional(p).await)?)
     }
 }

@@ -1,10 +1,16 @@
-//! `/api/clients`: organisations the account works with (Happyoffer's clients), and
-//! their contacts.
+//! `/api/clients`: organisations the account works with (Happyoffer's clients), their
+//! contacts, and their logos (an http(s) URL, or an image uploaded to
+//! `/api/clients/{id}/logo` and kept in the blob store).
 
-use axum::extract::State;
-use axum::http::Uri;
-use axum::response::Response;
+use std::sync::Mutex;
+
+use axum::body::Bytes;
+use axum::extract::multipart::MultipartError;
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
 use sauti_core::filter::{FieldKind, FieldSpec, ResourceSpec};
 use sauti_core::{ValidationErrors, clock, email};
 use sauti_store::{Client, ContactScope, JsonMap};
@@ -12,12 +18,14 @@ use serde::{Deserialize, Serialize};
 
 use super::contacts::{contacts_page, contacts_query};
 use super::{MetadataPatch, created, no_content};
-use crate::AppState;
 use crate::auth::{Authed, ClientsRead, ClientsWrite, ContactsRead};
+use crate::blobs::Blobs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Id, JsonBody, RawQuery};
+use crate::image::ImageType;
 use crate::pagination::list_response;
 use crate::wire::{double_option, ts};
+use crate::{ApiConfig, AppState};
 
 pub const SPEC: ResourceSpec = ResourceSpec {
     sortable: &["id", "created_at", "updated_at", "company_name", "external_client_id"],
@@ -59,7 +67,8 @@ pub struct ClientBody {
     pub website_url: Option<String>,
     pub chamber_of_commerce_number: Option<String>,
     pub email: Option<String>,
-    /// URL of the client's logo.
+    /// URL of the client's logo: the http(s) URL it was given, or
+    /// `/api/clients/{id}/logo` when an image was uploaded.
     pub logo: Option<String>,
     #[schema(value_type = Object)]
     pub metadata: JsonMap,
@@ -153,7 +162,9 @@ pub struct ClientInput {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub email: Option<Option<String>>,
-    /// An http(s) URL of the logo image.
+    /// An http(s) URL of the logo image (to upload one instead, `PUT /api/clients/{id}/logo`).
+    /// A URL or `null` replaces an uploaded image; sending back the uploaded image's own
+    /// `/api/clients/{id}/logo` leaves it as it is.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub logo: Option<Option<String>>,
@@ -195,6 +206,10 @@ impl ClientChange {
         set(&mut c.chamber_of_commerce_number, &i.chamber_of_commerce_number);
         set(&mut c.email, &i.email);
         set(&mut c.logo, &i.logo);
+        if i.logo.is_some() {
+            // A new URL (or none) replaces an uploaded image; the caller removes its file.
+            c.logo_blob = None;
+        }
         self.metadata.apply(&mut c.metadata.0);
     }
 }
@@ -313,6 +328,7 @@ pub async fn create(
         chamber_of_commerce_number: None,
         email: None,
         logo: None,
+        logo_blob: None,
         metadata: Default::default(),
         created_at: now,
         updated_at: now,
@@ -350,24 +366,44 @@ pub async fn update(
     auth: Authed<ClientsWrite>,
     State(st): State<AppState>,
     Id(id): Id,
-    JsonBody(body): JsonBody<ClientInput>,
+    JsonBody(mut body): JsonBody<ClientInput>,
 ) -> ApiResult<Response> {
+    // A client read, edited and sent back whole carries its uploaded logo's own URL: that
+    // means "unchanged", not a (relative, so invalid) URL to set.
+    if matches!(&body.logo, Some(Some(l)) if l.trim() == logo_url(id)) {
+        body.logo = None;
+    }
     let change = body.validate(&st, auth.account_id, false).await?;
+    // `update_client` may run the change more than once (compare-and-swap); the blob the
+    // written run dropped is the one to remove.
+    let dropped = Mutex::new(None);
     st.store
-        .update_client(auth.account_id, id, |c| change.apply(c))
+        .update_client(auth.account_id, id, |c| {
+            let before = c.logo_blob.clone();
+            change.apply(c);
+            *lock(&dropped) = before.filter(|_| c.logo_blob.is_none());
+        })
         .await?
         .ok_or(ApiError::NotFound)?;
+    if let Some(name) = into_inner(dropped) {
+        discard_blob(&st, auth.account_id, &name).await;
+    }
     Ok(no_content(location(id)))
 }
 
-/// Delete a client; its contacts stay, without a client.
+/// Delete a client (and its uploaded logo); its contacts stay, without a client.
 #[utoipa::path(delete, path = "/api/clients/{id}", operation_id = "clients_destroy", tag = "clients", security(("bearer" = [])), params(("id" = i64, Path)), responses(
     (status = 204, description = "Deleted"),
     (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
 ))]
 pub async fn destroy(auth: Authed<ClientsWrite>, State(st): State<AppState>, Id(id): Id) -> ApiResult<Response> {
-    if !st.store.delete_client(auth.account_id, id).await? {
-        return Err(ApiError::NotFound);
+    let client = st
+        .store
+        .delete_client(auth.account_id, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if let Some(name) = client.logo_blob {
+        discard_blob(&st, auth.account_id, &name).await;
     }
     Ok(no_content("/api/clients".into()))
 }
@@ -397,4 +433,255 @@ pub async fn contacts(
         .list_contacts_in(auth.account_id, ContactScope::Client(id), &q)
         .await?;
     Ok(contacts_page(&uri, &raw, &q, page))
+}
+
+// ---------------------------------------------------------------------------------------
+// Logo upload
+// ---------------------------------------------------------------------------------------
+
+const NOT_AN_IMAGE: &str = "must be a PNG, JPEG, GIF or WebP image";
+
+/// Room for a multipart body's boundaries and part headers on top of the image itself.
+const MULTIPART_SLACK: usize = 64 * 1024;
+
+/// The body limit of the logo route: the image limit plus multipart framing. A raw image
+/// body is held to the image limit itself as it is read.
+pub(crate) fn logo_body_limit(config: &ApiConfig) -> usize {
+    usize::try_from(config.logo_limit_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(MULTIPART_SLACK)
+}
+
+/// Where an uploaded logo is served; also what the client's `logo` becomes. Relative, so
+/// it stays right behind any proxy or host name.
+fn logo_url(id: i64) -> String {
+    format!("/api/clients/{id}/logo")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn into_inner<T>(m: Mutex<T>) -> T {
+    m.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Remove a blob nothing points at any more. Best effort: the row no longer names it, so
+/// a failure leaves an orphaned file, never a broken logo; it is logged for the operator.
+async fn discard_blob(st: &AppState, account_id: i64, name: &str) {
+    if let Err(e) = Blobs::new(&st.config.data_dir).delete(account_id, name).await {
+        tracing::warn!(error = %e, account = account_id, blob = name, "removing an unused logo file");
+    }
+}
+
+fn multipart_error(e: MultipartError) -> ApiError {
+    // The multipart reader enforces the route's body limit: past it, the upload is too big.
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::BadRequest(e.body_text())
+    }
+}
+
+/// Collect a body stream, refusing it with 413 as soon as it passes `limit` bytes.
+async fn read_capped<S, E>(mut stream: S, limit: u64, read_error: impl Fn(E) -> ApiError) -> ApiResult<Vec<u8>>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(&read_error)?;
+        if (bytes.len() + chunk.len()) as u64 > limit {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// The uploaded image's bytes: the `logo` part of a multipart form, or the whole body when
+/// it is sent with an image (or `application/octet-stream`) content type.
+async fn read_logo(st: &AppState, req: Request) -> ApiResult<Vec<u8>> {
+    let limit = st.config.logo_limit_bytes;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence == "multipart/form-data" {
+        let mut multipart = Multipart::from_request(req, st)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+            if field.name() == Some("logo") {
+                return read_capped(field, limit, multipart_error).await;
+            }
+        }
+        Err(ApiError::validation("logo", "can't be blank"))
+    } else if essence.starts_with("image/") || essence == "application/octet-stream" {
+        // The declared type only says "this body is the file"; what it is, is sniffed.
+        read_capped(req.into_body().into_data_stream(), limit, |e| {
+            ApiError::BadRequest(format!("reading the upload: {e}"))
+        })
+        .await
+    } else {
+        Err(ApiError::WrongMediaType(
+            "Content-Type must be multipart/form-data (with a `logo` part) or an image type",
+        ))
+    }
+}
+
+/// The `multipart/form-data` body of `PUT /api/clients/{id}/logo`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the form; the handler reads it with `Multipart`
+pub struct LogoForm {
+    /// The image: PNG, JPEG, GIF or WebP, recognised by its content whatever its name or
+    /// declared type says.
+    #[schema(value_type = String, format = Binary)]
+    logo: Vec<u8>,
+}
+
+/// Upload the client's logo.
+///
+/// Send a multipart form with a `logo` part, or the image itself as the body
+/// (`Content-Type: image/…` or `application/octet-stream`). Only PNG, JPEG, GIF and WebP
+/// are taken, recognised by their content whatever the name or declared type; at most
+/// 2 MiB by default. The client's `logo` becomes `/api/clients/{id}/logo`, and an image
+/// uploaded before is removed.
+#[utoipa::path(put, path = "/api/clients/{id}/logo", operation_id = "clients_put_logo", tag = "clients", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body(description = "The image, as a multipart form or as the body itself", content(
+        (inline(LogoForm) = "multipart/form-data"),
+        ("image/png"), ("image/jpeg"), ("image/gif"), ("image/webp"), ("application/octet-stream"),
+    )),
+    responses(
+        (status = 204, description = "Stored", headers(("Location" = String, description = "Where the logo is served"))),
+        (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody),
+        (status = 404, body = crate::ErrorBody), (status = 413, body = crate::ErrorBody), (status = 415, body = crate::ErrorBody),
+        (status = 422, body = crate::ErrorBody),
+    ))]
+pub async fn put_logo(
+    auth: Authed<ClientsWrite>,
+    State(st): State<AppState>,
+    Id(id): Id,
+    req: Request,
+) -> ApiResult<Response> {
+    // Before reading the body: an upload for a client that is not there (or not this
+    // account's) is not worth taking.
+    st.store
+        .get_client(auth.account_id, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let bytes = read_logo(&st, req).await?;
+    if bytes.is_empty() {
+        return Err(ApiError::validation("logo", "can't be blank"));
+    }
+    let kind = ImageType::sniff(&bytes).ok_or_else(|| ApiError::validation("logo", NOT_AN_IMAGE))?;
+
+    let blobs = Blobs::new(&st.config.data_dir);
+    let name = blobs
+        .write(auth.account_id, kind.ext(), &bytes)
+        .await
+        .map_err(|e| ApiError::Internal(format!("storing a logo: {e}")))?;
+    let url = logo_url(id);
+    // As in `update`: the blob replaced is the one the written run of the change saw.
+    let replaced = Mutex::new(None);
+    let updated = st
+        .store
+        .update_client(auth.account_id, id, |c| {
+            *lock(&replaced) = c.logo_blob.replace(name.clone());
+            c.logo = Some(url.clone());
+        })
+        .await;
+    let written = match updated {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(ApiError::NotFound),
+        Err(e) => Err(ApiError::from(e)),
+    };
+    if let Err(e) = written {
+        // The client went away meanwhile, or the write failed: nothing points at the new
+        // file.
+        discard_blob(&st, auth.account_id, &name).await;
+        return Err(e);
+    }
+    if let Some(old) = into_inner(replaced) {
+        discard_blob(&st, auth.account_id, &old).await;
+    }
+    Ok(no_content(url))
+}
+
+/// Fetch the client's logo.
+///
+/// The uploaded image, with its content type; or, when the logo is a URL, a `302`
+/// redirect to it. `404` when the client has no logo.
+#[utoipa::path(get, path = "/api/clients/{id}/logo", operation_id = "clients_show_logo", tag = "clients", security(("bearer" = [])), params(("id" = i64, Path)), responses(
+    (status = 200, description = "The uploaded image", content(
+        ("image/png"), ("image/jpeg"), ("image/gif"), ("image/webp"),
+    )),
+    (status = 302, description = "The logo is a URL", headers(("Location" = String))),
+    (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
+))]
+pub async fn show_logo(auth: Authed<ClientsRead>, State(st): State<AppState>, Id(id): Id) -> ApiResult<Response> {
+    let c = st
+        .store
+        .get_client(auth.account_id, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let Some(name) = c.logo_blob else {
+        // Only an absolute http(s) URL is followed, so a stored value can never send the
+        // caller round in a loop. Serialised by `url`, it is ASCII as a header must be.
+        let target = c
+            .logo
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .and_then(|u| HeaderValue::from_str(u.as_str()).ok())
+            .ok_or(ApiError::NotFound)?;
+        return Ok((StatusCode::FOUND, [(header::LOCATION, target)]).into_response());
+    };
+    let kind = name
+        .rsplit_once('.')
+        .and_then(|(_, ext)| ImageType::from_ext(ext))
+        .ok_or_else(|| ApiError::Internal(format!("client {id}: unknown logo blob {name:?}")))?;
+    let bytes = Blobs::new(&st.config.data_dir)
+        .read(auth.account_id, &name)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading a logo: {e}")))?
+        .ok_or_else(|| {
+            // The row points at a file that is gone (a data dir restored without its
+            // blobs, say): there is no logo to give.
+            tracing::warn!(account = auth.account_id, client = id, blob = %name, "logo file missing");
+            ApiError::NotFound
+        })?;
+    let mut resp = bytes.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind.mime()));
+    // Served behind a token, and the same URL serves the next upload too.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    // User-uploaded bytes: a browser must take them as the sniffed image type, nothing else.
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    Ok(resp)
+}
+
+/// Remove the client's logo.
+///
+/// Clears an uploaded image (and removes its file) or a URL; `204` also when there was
+/// none.
+#[utoipa::path(delete, path = "/api/clients/{id}/logo", operation_id = "clients_destroy_logo", tag = "clients", security(("bearer" = [])), params(("id" = i64, Path)), responses(
+    (status = 204, description = "Removed"),
+    (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
+))]
+pub async fn destroy_logo(auth: Authed<ClientsWrite>, State(st): State<AppState>, Id(id): Id) -> ApiResult<Response> {
+    let removed = Mutex::new(None);
+    st.store
+        .update_client(auth.account_id, id, |c| {
+            *lock(&removed) = c.logo_blob.take();
+            c.logo = None;
+        })
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if let Some(name) = into_inner(removed) {
+        discard_blob(&st, auth.account_id, &name).await;
+    }
+    Ok(no_content(location(id)))
 }

@@ -87,6 +87,15 @@ pub fn router(state: AppState) -> Router {
             get(clients::show).patch(clients::update).delete(clients::destroy),
         )
         .route("/api/clients/{id}/contacts", get(clients::contacts))
+        .route(
+            "/api/clients/{id}/logo",
+            get(clients::show_logo)
+                .put(clients::put_logo)
+                .delete(clients::destroy_logo)
+                // Images are held to `logo_limit_bytes` as they are read; this bounds the
+                // multipart framing around them.
+                .layer(DefaultBodyLimit::max(clients::logo_body_limit(&state.config))),
+        )
         .route("/api/authenticate", post(session::authenticate))
         .route("/api/logout", post(session::logout))
         .route("/api/user", get(session::current_user));
