@@ -77,8 +77,15 @@ fn token_from_headers(headers: &HeaderMap) -> Result<Option<String>, &'static st
 /// through another node takes effect within `ttl`.
 pub(crate) struct AuthCache {
     ttl: std::time::Duration,
-    entries: std::sync::RwLock<std::collections::HashMap<String, (std::time::Instant, Principal)>>,
+    entries: std::sync::RwLock<std::collections::HashMap<String, CachedCaller>>,
 }
+
+/// A resolved token: when it was read, when it expires, and the parsed caller.
+type CachedCaller = (
+    std::time::Instant,
+    Option<chrono::DateTime<chrono::Utc>>,
+    std::sync::Arc<Caller>,
+);
 
 /// Bound on cached tokens; past it the cache starts afresh.
 const AUTH_CACHE_MAX: usize = 100_000;
@@ -91,15 +98,13 @@ impl AuthCache {
         }
     }
 
-    fn get(&self, digest: &str) -> Option<Principal> {
+    fn get(&self, digest: &str) -> Option<Credential> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(digest)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, p)| p.clone())
+        let (_, expires_at, caller) = entries.get(digest).filter(|(at, _, _)| at.elapsed() < self.ttl)?;
+        Some(credential(*expires_at, caller.clone()))
     }
 
-    fn put(&self, digest: String, p: Principal) {
+    fn put(&self, digest: String, expires_at: Option<chrono::DateTime<chrono::Utc>>, caller: std::sync::Arc<Caller>) {
         if self.ttl.is_zero() {
             return;
         }
@@ -107,7 +112,7 @@ impl AuthCache {
         if entries.len() >= AUTH_CACHE_MAX {
             entries.clear();
         }
-        entries.insert(digest, (std::time::Instant::now(), p));
+        entries.insert(digest, (std::time::Instant::now(), expires_at, caller));
     }
 
     pub(crate) fn clear(&self) {
@@ -130,11 +135,13 @@ pub(crate) async fn resolve(State(state): State<AppState>, mut req: Request, nex
         Ok(Some(token)) => {
             let digest = secret::token_digest(&token);
             match state.auth_cache.get(&digest) {
-                Some(p) => caller_from(p),
+                Some(c) => c,
                 None => match state.store.principal_for_digest(&digest).await {
                     Ok(Some(p)) => {
-                        state.auth_cache.put(digest, p.clone());
-                        caller_from(p)
+                        let expires_at = p.expires_at;
+                        let caller = caller_from(p);
+                        state.auth_cache.put(digest, expires_at, caller.clone());
+                        credential(expires_at, caller)
                     }
                     Ok(None) => Credential::Invalid("Invalid access token"),
                     Err(e) => return ApiError::from(e).into_response(),
@@ -152,18 +159,24 @@ pub(crate) async fn resolve(State(state): State<AppState>, mut req: Request, nex
     resp
 }
 
-fn caller_from(p: Principal) -> Credential {
-    if p.expires_at.is_some_and(|t| t <= clock::now()) {
-        return Credential::Invalid("Access token has expired");
-    }
+fn caller_from(p: Principal) -> std::sync::Arc<Caller> {
     let permissions = p.permissions.0.iter().filter_map(|s| Permission::parse(s)).collect();
-    Credential::Valid(std::sync::Arc::new(Caller {
+    std::sync::Arc::new(Caller {
         token_id: p.token_id,
         account_id: p.account_id,
         user_id: p.user_id,
         super_admin: p.super_admin,
         permissions,
-    }))
+    })
+}
+
+/// Expiry is checked on every use, cached or not.
+fn credential(expires_at: Option<chrono::DateTime<chrono::Utc>>, caller: std::sync::Arc<Caller>) -> Credential {
+    if expires_at.is_some_and(|t| t <= clock::now()) {
+        Credential::Invalid("Access token has expired")
+    } else {
+        Credential::Valid(caller)
+    }
 }
 
 /// What a handler requires of its caller.
