@@ -14,6 +14,16 @@ pub struct Page<T> {
     pub total: u64,
 }
 
+impl<T> Page<T> {
+    /// The same page with every item converted (rows to response bodies).
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            total: self.total,
+        }
+    }
+}
+
 pub(crate) fn sqlite_args(params: &[SqlValue]) -> SqliteArguments {
     let mut args = SqliteArguments::default();
     for p in params {

@@ -133,15 +133,11 @@ pub async fn index(
 ) -> ApiResult<Response> {
     let q = raw.list_query(&SPEC)?;
     let page = st.store.list_access_tokens(auth.account_id, &q).await?;
-    let items = page.items.into_iter().map(|t| AccessTokenBody::new(t, None)).collect();
     Ok(list_response(
         &uri,
         &raw.0,
         &q,
-        sauti_store::Page {
-            items,
-            total: page.total,
-        },
+        page.map(|t| AccessTokenBody::new(t, None)),
     ))
 }
 

@@ -287,16 +287,7 @@ pub async fn index(
 ) -> ApiResult<Response> {
     let q = raw.list_query(&SPEC)?;
     let page = st.store.list_clients(auth.account_id, &q).await?;
-    let items = page.items.into_iter().map(ClientBody::from).collect();
-    Ok(list_response(
-        &uri,
-        &raw.0,
-        &q,
-        sauti_store::Page {
-            items,
-            total: page.total,
-        },
-    ))
+    Ok(list_response(&uri, &raw.0, &q, page.map(ClientBody::from)))
 }
 
 /// Create a client.

@@ -290,16 +290,7 @@ pub async fn index(
 ) -> ApiResult<Response> {
     let q = raw.list_query(&SPEC)?;
     let page = st.store.list_contact_imports(auth.account_id, &q).await?;
-    let items = page.items.into_iter().map(ContactImportBody::from).collect();
-    Ok(list_response(
-        &uri,
-        &raw.0,
-        &q,
-        sauti_store::Page {
-            items,
-            total: page.total,
-        },
-    ))
+    Ok(list_response(&uri, &raw.0, &q, page.map(ContactImportBody::from)))
 }
 
 /// Retrieve a contact import and its report.

@@ -335,16 +335,7 @@ pub(crate) async fn contacts_query(st: &AppState, account_id: i64, raw: &RawQuer
 }
 
 pub(crate) fn contacts_page(uri: &Uri, raw: &RawQuery, q: &ListQuery, page: sauti_store::Page<Contact>) -> Response {
-    let items = page.items.into_iter().map(ContactBody::from).collect();
-    list_response(
-        uri,
-        &raw.0,
-        q,
-        sauti_store::Page {
-            items,
-            total: page.total,
-        },
-    )
+    list_response(uri, &raw.0, q, page.map(ContactBody::from))
 }
 
 /// List contacts.

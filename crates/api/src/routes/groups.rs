@@ -129,16 +129,7 @@ pub async fn index(
 ) -> ApiResult<Response> {
     let q = raw.list_query(&SPEC)?;
     let page = st.store.list_groups(auth.account_id, &q).await?;
-    let items = page.items.into_iter().map(GroupBody::from).collect();
-    Ok(list_response(
-        &uri,
-        &raw.0,
-        &q,
-        sauti_store::Page {
-            items,
-            total: page.total,
-        },
-    ))
+    Ok(list_response(&uri, &raw.0, &q, page.map(GroupBody::from)))
 }
 
 /// Create a group.

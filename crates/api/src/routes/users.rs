@@ -148,11 +148,7 @@ pub async fn index(
 ) -> ApiResult<Response> {
     let q = raw.list_query(&SPEC)?;
     let page = st.store.list_users(auth.account_id, &q).await?;
-    let page = sauti_store::Page {
-        items: page.items.into_iter().map(UserBody::from).collect(),
-        total: page.total,
-    };
-    Ok(list_response(&uri, &raw.0, &q, page))
+    Ok(list_response(&uri, &raw.0, &q, page.map(UserBody::from)))
 }
 
 /// Create a user.
