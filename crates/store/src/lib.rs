@@ -93,7 +93,13 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(10));
+                .busy_timeout(Duration::from_secs(10))
+                // A 16 MiB page cache per connection (SQLite's default is 2 MiB) keeps the
+                // hot pages of the contacts indexes in memory during bulk imports, and
+                // checkpointing every 16 MiB of WAL instead of every 4 MiB means fewer
+                // fsyncs. Both were visible in profiles of the 1M-contact import.
+                .pragma("cache_size", "-16384")
+                .pragma("wal_autocheckpoint", "4096");
             let pool = SqlitePoolOptions::new()
                 .max_connections(options.max_connections.clamp(1, 8))
                 .acquire_timeout(Duration::from_secs(10))
