@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{App, Resp};
+use common::{App, Resp, assert_status};
 use reqwest::{Method, StatusCode};
 use sauti_api::ApiConfig;
 use serde_json::{Value, json};
@@ -47,10 +47,6 @@ fn gif() -> Vec<u8> {
 /// A lossless 1×1 WebP.
 fn webp() -> Vec<u8> {
     b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00\x2f\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88\xfe\x07\x00".to_vec()
-}
-
-fn assert_status(r: &Resp, status: StatusCode, what: &str) {
-    assert_eq!(r.status, status, "{what}: {}", r.text);
 }
 
 fn assert_error(r: &Resp, status: StatusCode, code: &str, what: &str) {

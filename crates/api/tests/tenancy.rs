@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{App, Resp, Tenant};
+use common::{App, Resp, Tenant, assert_forbidden, assert_invalid, assert_not_found, assert_status, assert_timestamp};
 use reqwest::{Method, StatusCode};
 use sauti_core::Permission;
 use serde_json::{Value, json};
@@ -53,15 +53,6 @@ async fn login(app: &App, email: &str, password: &str) -> String {
     r.body["access_token"].as_str().unwrap().to_string()
 }
 
-fn assert_status(r: &Resp, status: StatusCode, what: &str) {
-    assert_eq!(r.status, status, "{what}: {}", r.text);
-}
-
-fn assert_not_found(r: &Resp, what: &str) {
-    assert_status(r, StatusCode::NOT_FOUND, what);
-    assert_eq!(r.error_code(), "not_found", "{what}");
-}
-
 fn assert_unauthorized(r: &Resp, what: &str) {
     assert_status(r, StatusCode::UNAUTHORIZED, what);
     assert_eq!(r.error_code(), "unauthorized", "{what}");
@@ -70,30 +61,6 @@ fn assert_unauthorized(r: &Resp, what: &str) {
         "{what}: a 401 names the scheme in WWW-Authenticate: {:?}",
         r.headers
     );
-}
-
-fn assert_forbidden(r: &Resp, what: &str) {
-    assert_status(r, StatusCode::FORBIDDEN, what);
-    assert_eq!(r.error_code(), "forbidden", "{what}");
-}
-
-/// A 422 in the house shape with an error on `field`; returns that field's messages.
-fn assert_invalid<'a>(r: &'a Resp, field: &str, what: &str) -> &'a Vec<Value> {
-    assert_status(r, StatusCode::UNPROCESSABLE_ENTITY, what);
-    assert_eq!(r.error_code(), "validation_failed", "{what}");
-    let msgs = r.body["errors"][field]
-        .as_array()
-        .unwrap_or_else(|| panic!("{what}: no error on `{field}`: {}", r.text));
-    assert!(!msgs.is_empty(), "{what}: {}", r.text);
-    msgs
-}
-
-/// SCFM timestamps: UTC with milliseconds, `2023-09-18T06:34:48.708Z`.
-fn assert_timestamp(v: &Value, what: &str) {
-    let s = v.as_str().unwrap_or_else(|| panic!("{what}: not a string: {v}"));
-    assert_eq!(s.len(), 24, "{what}: {s}");
-    assert!(s.ends_with('Z'), "{what}: {s}");
-    chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{what}: {s}: {e}"));
 }
 
 /// No response ever carries a password or its hash.

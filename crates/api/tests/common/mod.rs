@@ -198,3 +198,38 @@ macro_rules! both_backends {
         }
     };
 }
+
+// Assertions shared by the test files: each states one thing a user sees.
+
+pub fn assert_status(r: &Resp, status: StatusCode, what: &str) {
+    assert_eq!(r.status, status, "{what}: {}", r.text);
+}
+
+pub fn assert_not_found(r: &Resp, what: &str) {
+    assert_status(r, StatusCode::NOT_FOUND, what);
+    assert_eq!(r.error_code(), "not_found", "{what}");
+}
+
+pub fn assert_forbidden(r: &Resp, what: &str) {
+    assert_status(r, StatusCode::FORBIDDEN, what);
+    assert_eq!(r.error_code(), "forbidden", "{what}");
+}
+
+/// A 422 in the house shape with an error on `field`; returns that field's messages.
+pub fn assert_invalid<'a>(r: &'a Resp, field: &str, what: &str) -> &'a Vec<Value> {
+    assert_status(r, StatusCode::UNPROCESSABLE_ENTITY, what);
+    assert_eq!(r.error_code(), "validation_failed", "{what}");
+    let msgs = r.body["errors"][field]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: no error on `{field}`: {}", r.text));
+    assert!(!msgs.is_empty(), "{what}: {}", r.text);
+    msgs
+}
+
+/// SCFM timestamps: UTC with milliseconds, `2023-09-18T06:34:48.708Z`.
+pub fn assert_timestamp(v: &Value, what: &str) {
+    let s = v.as_str().unwrap_or_else(|| panic!("{what}: not a string: {v}"));
+    assert_eq!(s.len(), 24, "{what}: {s}");
+    assert!(s.ends_with('Z'), "{what}: {s}");
+    chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{what}: {s}: {e}"));
+}
