@@ -7,7 +7,6 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use sauti_api::contact_csv::{self, ProgressSink, SaveProgress};
 use sauti_core::filter::{Filter, ListQuery};
-use sauti_core::msisdn::Region;
 use sauti_store::{ContactScope, ImportProgress, NewGroup, Store};
 
 use crate::cli::{ExportContactsArgs, ImportContactsArgs};
@@ -109,12 +108,7 @@ pub async fn import(config: &Config, args: &ImportContactsArgs) -> Result<()> {
         .get_account(account_id)
         .await?
         .context("the account disappeared")?;
-    let region = account
-        .settings
-        .0
-        .get("default_country")
-        .and_then(|v| v.as_str())
-        .and_then(Region::parse);
+    let region = account.default_region();
     let file_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned());
     let import = store
         .create_contact_import(account_id, group_id, file_name.as_deref())

@@ -34,6 +34,17 @@ pub struct NewAccount {
     pub settings: JsonMap,
 }
 
+impl Account {
+    /// The region national phone numbers are read in: the `default_country` setting.
+    pub fn default_region(&self) -> Option<sauti_core::msisdn::Region> {
+        self.settings
+            .0
+            .get("default_country")
+            .and_then(|v| v.as_str())
+            .and_then(sauti_core::msisdn::Region::parse)
+    }
+}
+
 /// The writable columns of an account, applied by [`Store::update_account`].
 pub type AccountChanges = Account;
 

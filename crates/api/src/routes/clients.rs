@@ -17,7 +17,7 @@ use sauti_store::{Client, ContactScope, JsonMap};
 use serde::{Deserialize, Serialize};
 
 use super::contacts::{contacts_page, contacts_query};
-use super::{MetadataPatch, created, no_content};
+use super::{MetadataPatch, created, no_content, set};
 use crate::auth::{Authed, ClientsRead, ClientsWrite, ContactsRead};
 use crate::blobs::Blobs;
 use crate::error::{ApiError, ApiResult};
@@ -174,13 +174,6 @@ pub struct ClientInput {
 
 fn is_http_url(u: &str) -> bool {
     url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-}
-
-/// Overwrite `field` when the input carried a value for it.
-fn set<T: Clone>(field: &mut T, value: &Option<T>) {
-    if let Some(v) = value {
-        *field = v.clone();
-    }
 }
 
 struct ClientChange {

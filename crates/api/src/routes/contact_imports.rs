@@ -204,7 +204,9 @@ pub async fn create(
     } else if is_csv_type(&content_type) {
         save_stream(req.into_body().into_data_stream(), &upload, limit).await?
     } else {
-        return Err(ApiError::UnsupportedMediaType);
+        return Err(ApiError::WrongMediaType(
+            "Content-Type must be text/csv or multipart/form-data",
+        ));
     };
 
     let group_id = match group_id.as_deref().map(str::trim).filter(|g| !g.is_empty()) {

@@ -10,7 +10,7 @@ use sauti_core::{ValidationErrors, clock, email};
 use sauti_store::{Contact, ContactFields, JsonMap};
 use serde::{Deserialize, Serialize};
 
-use super::{MetadataChange, MetadataPatch, created, no_content};
+use super::{MetadataChange, MetadataPatch, created, no_content, set};
 use crate::AppState;
 use crate::auth::{Authed, ContactsRead, ContactsWrite};
 use crate::error::{ApiError, ApiResult};
@@ -184,13 +184,6 @@ struct ContactChange {
     metadata: MetadataChange,
 }
 
-/// Overwrite `field` when the input carried a value for it.
-fn set<T: Clone>(field: &mut T, value: &Option<T>) {
-    if let Some(v) = value {
-        *field = v.clone();
-    }
-}
-
 impl ContactChange {
     fn apply(&self, c: &mut Contact) {
         set(&mut c.msisdn, &self.msisdn);
@@ -231,12 +224,7 @@ impl ContactChange {
 /// The account's `default_country` setting, for national numbers.
 pub(crate) async fn default_region(st: &AppState, account_id: i64) -> ApiResult<Option<Region>> {
     let account = st.store.get_account(account_id).await?.ok_or(ApiError::NotFound)?;
-    Ok(account
-        .settings
-        .0
-        .get("default_country")
-        .and_then(|v| v.as_str())
-        .and_then(Region::parse))
+    Ok(account.default_region())
 }
 
 impl ContactInput {

@@ -134,6 +134,14 @@ pub(crate) fn no_content(location: String) -> Response {
     resp
 }
 
+/// Overwrite `field` when the input carried a value for it (PATCH semantics: absent
+/// leaves the field, `Some(None)` clears a nullable one).
+pub(crate) fn set<T: Clone>(field: &mut T, value: &Option<T>) {
+    if let Some(v) = value {
+        *field = v.clone();
+    }
+}
+
 /// `metadata` and `metadata_merge_mode` of an update body.
 // Both are read as any JSON and checked in `validate`: the struct is `#[serde(flatten)]`ed
 // into update bodies, and a type error inside a flattened struct loses its field name, so
