@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod msisdn;
 pub mod permissions;
 pub mod secret;
+pub mod sms;
 pub mod validation;
 
 pub use permissions::Permission;

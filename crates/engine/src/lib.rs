@@ -1,0 +1,2 @@
+//! The delivery engine.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! SMSC simulator.
+#![forbid(unsafe_code)]
