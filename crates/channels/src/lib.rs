@@ -8,6 +8,7 @@
 //! the wire.
 #![forbid(unsafe_code)]
 
+pub mod limit;
 pub mod sandbox;
 
 use std::time::Duration;
@@ -193,6 +194,14 @@ pub trait Channel: Send + Sync {
     /// Stop: messages not yet written come back as `NotSent`; in-flight ones get their
     /// outcome or `Ambiguous`. Returns when every outcome has been reported.
     async fn shutdown(&self);
+}
+
+/// What every adapter may need from the service around it.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// sauti's own base URL as providers reach it (`SAUTI_PUBLIC_URL`), without a
+    /// trailing slash: status callbacks and DLR URLs are built on it.
+    pub public_url: String,
 }
 
 /// Errors building an adapter from its settings.
