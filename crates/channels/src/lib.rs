@@ -8,8 +8,12 @@
 //! the wire.
 #![forbid(unsafe_code)]
 
+pub mod kannel;
 pub mod limit;
 pub mod sandbox;
+pub mod smpp;
+pub mod smtp;
+pub mod twilio;
 
 use std::time::Duration;
 
