@@ -127,9 +127,13 @@ pub enum SqlValue {
     /// A text NULL (bound, so the statement text stays the same whatever is absent).
     NullText,
     Int(i64),
+    /// An integer NULL.
+    NullInt,
     Float(f64),
     Bool(bool),
     Timestamp(DateTime<Utc>),
+    /// A timestamp NULL.
+    NullTimestamp,
     /// PostgreSQL only (`text[]`), for JSON paths.
     TextArray(Vec<String>),
 }

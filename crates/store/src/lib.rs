@@ -9,14 +9,20 @@
 mod accounts;
 mod clients;
 mod contacts;
+mod content;
+mod delivery;
 mod error;
 mod groups;
 mod idempotency;
 mod imports;
 mod list;
+mod providers;
+mod sql;
 pub mod testing;
 mod tokens;
+pub mod transmissions;
 mod users;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -27,6 +33,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use accounts::{Account, AccountChanges, NewAccount};
 pub use clients::Client;
 pub use contacts::{Contact, ContactFields, ContactScope};
+pub use content::{Template, Text};
+pub use delivery::{Outcome, ReceiptIn, ReceiptMatch, Settle};
+pub use providers::Provider;
+pub use transmissions::{Attempt, NewTransmission, ResultRow, Transition, Transmission};
+pub use webhooks::{WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint, WebhookEvent};
 pub use error::{StoreError, StoreResult};
 pub use groups::{Group, NewGroup};
 pub use idempotency::{IdempotencyBegin, IdempotencyRecord};
@@ -73,6 +84,7 @@ impl Default for StoreOptions {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    subs: std::sync::Arc<webhooks::SubscriptionCache>,
 }
 
 impl Store {
@@ -112,7 +124,10 @@ impl Store {
                 redact_url(url)
             )));
         };
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            subs: std::sync::Arc::new(webhooks::SubscriptionCache::new()),
+        })
     }
 
     pub fn dialect(&self) -> Dialect {
