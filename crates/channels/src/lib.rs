@@ -214,3 +214,49 @@ pub enum ConfigError {
     #[error("{field} {message}")]
     Invalid { field: String, message: String },
 }
+
+/// Provider kinds sauti has adapters for.
+pub const KINDS: &[&str] = &["sandbox", "smpp", "twilio", "kannel", "smtp"];
+
+/// The channels a kind can serve.
+pub fn kind_channels(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "sandbox" => &["sms", "email"],
+        "smpp" | "kannel" => &["sms"],
+        "twilio" => &["sms"],
+        "smtp" => &["email"],
+        _ => &[],
+    }
+}
+
+/// Check a provider's settings for its kind (the API answers 422 with the error).
+pub fn validate(kind: &str, settings: &serde_json::Value) -> Result<(), ConfigError> {
+    match kind {
+        "sandbox" => sandbox::validate_settings(settings).map(|_| ()),
+        other => Err(ConfigError::Invalid {
+            field: "kind".into(),
+            message: format!("{other} is not a provider kind (expected one of: {})", KINDS.join(", ")),
+        }),
+    }
+}
+
+/// Build the adapter of one provider.
+pub fn build(
+    kind: &str,
+    provider_id: i64,
+    settings: &serde_json::Value,
+    throughput_per_second: Option<u32>,
+    _ctx: &Context,
+    sink: EventSink,
+) -> Result<std::sync::Arc<dyn Channel>, ConfigError> {
+    let _ = throughput_per_second;
+    Ok(match kind {
+        "sandbox" => sandbox::SandboxChannel::new(provider_id, sandbox::validate_settings(settings)?, sink),
+        other => {
+            return Err(ConfigError::Invalid {
+                field: "kind".into(),
+                message: format!("{other} is not a provider kind"),
+            });
+        }
+    })
+}

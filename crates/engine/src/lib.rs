@@ -1,2 +1,587 @@
-//! The delivery engine.
+//! The delivery engine: claims due transmissions from the store, routes each to a
+//! provider adapter, applies what the adapters report (outcomes, receipts, inbound
+//! messages), reclaims the work of dead workers, and delivers outbound webhooks.
+//!
+//! The store is the queue: nothing is held only in memory that a crash could lose. A
+//! claim leases rows for `lease`; the lease is renewed while the work is in this process,
+//! and a lease that runs out (the process died) is reclaimed by any node: its open attempt
+//! becomes `ambiguous` and the transmission is settled by [`AmbiguousPolicy`].
 #![forbid(unsafe_code)]
+
+mod backoff;
+mod registry;
+mod webhooks;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use sauti_channels::sandbox::{SandboxChannel, SandboxSettings};
+use sauti_channels::{ChannelKind, Context, Event, Outbound, ReceiptStatus, SendOutcome};
+use sauti_core::clock;
+use sauti_store::{Outcome, ReceiptIn, Settle, Store};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+pub use backoff::retry_delay;
+pub use webhooks::sign as sign_webhook;
+
+use crate::registry::{Choice, Registry};
+
+/// What to do with a send whose fate is unknown (the worker died or the connection was
+/// lost after the bytes left, before the provider answered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmbiguousPolicy {
+    /// Send again (the attempt stays recorded as `ambiguous`, so a duplicate is
+    /// accounted for). The default: a lost message is worse than a rare duplicate.
+    Resend,
+    /// Fail the transmission with error `ambiguous`.
+    Fail,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This worker's name in leases; unique per process.
+    pub owner: String,
+    /// How long a claim is leased before another worker may take it over.
+    pub lease: Duration,
+    /// Most transmissions claimed in one statement.
+    pub claim_batch: u32,
+    /// Most transmissions claimed and not yet settled in this process.
+    pub max_in_flight: usize,
+    /// How often to look for due work when nothing wakes the dispatcher.
+    pub poll_interval: Duration,
+    /// Back-off of retries after a failed attempt.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub ambiguous: AmbiguousPolicy,
+    /// The built-in sandbox used by accounts without providers.
+    pub sandbox: SandboxSettings,
+    pub public_url: String,
+    /// Concurrent webhook requests.
+    pub webhook_concurrency: usize,
+    pub webhook_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            owner: format!("worker-{:016x}", rand::random::<u64>()),
+            lease: Duration::from_secs(30),
+            claim_batch: 500,
+            max_in_flight: 5000,
+            poll_interval: Duration::from_millis(200),
+            retry_base: Duration::from_secs(10),
+            retry_max: Duration::from_secs(3600),
+            ambiguous: AmbiguousPolicy::Resend,
+            sandbox: SandboxSettings::default(),
+            public_url: "http://127.0.0.1:8080".into(),
+            webhook_concurrency: 16,
+            webhook_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// A transmission handed to an adapter whose outcome has not come back yet.
+#[derive(Debug, Clone)]
+struct Pending {
+    transmission_id: i64,
+    number: i64,
+    provider_id: Option<i64>,
+}
+
+struct Inner {
+    store: Store,
+    config: EngineConfig,
+    ctx: Context,
+    registry: RwLock<Arc<Registry>>,
+    pending: Mutex<HashMap<i64, Pending>>,
+    in_flight: AtomicUsize,
+    /// Woken when work may be due (a transmission was created, an outcome freed room).
+    wake: Arc<Notify>,
+    sink: mpsc::Sender<Event>,
+}
+
+/// A running engine. Dropping it does not stop it; cancel the token given to
+/// [`Engine::start`] and await [`Engine::join`].
+pub struct Engine {
+    inner: Arc<Inner>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Start the dispatcher, the outcome writer, the reclaimer and the webhook sender.
+    /// `wake` is notified by the API when it creates work.
+    pub fn start(store: Store, config: EngineConfig, wake: Arc<Notify>, stop: CancellationToken) -> Engine {
+        let (sink, events) = mpsc::channel(20_000);
+        let ctx = Context {
+            public_url: config.public_url.trim_end_matches('/').to_string(),
+        };
+        let sandbox = SandboxChannel::new(0, config.sandbox.clone(), sink.clone());
+        let registry = Registry {
+            by_account: HashMap::new(),
+            by_provider: HashMap::new(),
+            sandbox,
+        };
+        let inner = Arc::new(Inner {
+            store,
+            config,
+            ctx,
+            registry: RwLock::new(Arc::new(registry)),
+            pending: Mutex::new(HashMap::new()),
+            in_flight: AtomicUsize::new(0),
+            wake,
+            sink,
+        });
+        let tasks = vec![
+            tokio::spawn(dispatch_loop(inner.clone(), stop.clone())),
+            tokio::spawn(write_loop(inner.clone(), events, stop.clone())),
+            tokio::spawn(reclaim_loop(inner.clone(), stop.clone())),
+            tokio::spawn(webhooks::deliver_loop(
+                inner.store.clone(),
+                inner.config.webhook_concurrency,
+                inner.config.webhook_timeout,
+                inner.config.poll_interval,
+                stop,
+            )),
+        ];
+        Engine { inner, tasks }
+    }
+
+    /// Wait for every loop to finish after the stop token was cancelled.
+    pub async fn join(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let registry = self.inner.registry.read().unwrap_or_else(|e| e.into_inner()).clone();
+        for r in registry.by_provider.values() {
+            r.adapter.shutdown().await;
+        }
+    }
+}
+
+fn now_plus(d: Duration) -> chrono::DateTime<Utc> {
+    clock::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Reload the routing table when the providers table changed.
+async fn refresh_registry(inner: &Inner, seen: &mut Option<(i64, Option<chrono::DateTime<Utc>>)>) {
+    let version = match inner.store.providers_version().await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read providers");
+            return;
+        }
+    };
+    if seen.as_ref() == Some(&version) {
+        return;
+    }
+    let providers = match inner.store.all_providers().await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read providers");
+            return;
+        }
+    };
+    let previous = inner.registry.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let (next, retired) = registry::rebuild(&providers, &previous, &inner.ctx, &inner.sink);
+    *inner.registry.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+    *seen = Some(version);
+    for adapter in retired {
+        tokio::spawn(async move { adapter.shutdown().await });
+    }
+}
+
+/// Feeds one adapter in order, so `send`'s back-pressure holds the dispatcher only for
+/// that adapter.
+type Feeder = mpsc::Sender<Outbound>;
+
+fn feeder(adapter: Arc<dyn sauti_channels::Channel>) -> Feeder {
+    let (tx, mut rx) = mpsc::channel::<Outbound>(10_000);
+    tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            adapter.send(m).await;
+        }
+    });
+    tx
+}
+
+async fn dispatch_loop(inner: Arc<Inner>, stop: CancellationToken) {
+    let mut seen = None;
+    let mut last_refresh = std::time::Instant::now() - Duration::from_secs(60);
+    // Feeders by provider id (0: the sandbox) and the adapter they feed.
+    let mut feeders: HashMap<i64, (usize, Feeder)> = HashMap::new();
+    loop {
+        if stop.is_cancelled() {
+            break;
+        }
+        if last_refresh.elapsed() >= Duration::from_secs(1) {
+            refresh_registry(&inner, &mut seen).await;
+            last_refresh = std::time::Instant::now();
+        }
+        let room = inner.config.max_in_flight.saturating_sub(inner.in_flight.load(Ordering::Acquire));
+        let mut claimed = 0;
+        if room > 0 {
+            let registry = inner.registry.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let limit = (room as u32).min(inner.config.claim_batch);
+            let now = clock::now();
+            let mut choices: HashMap<i64, Choice> = HashMap::new();
+            let result = inner
+                .store
+                .claim_due(&inner.config.owner, now, now_plus(inner.config.lease), limit, |t| {
+                    let c = registry.choose(t)?;
+                    let r = match &c {
+                        Choice::Provider(r) => (Some(r.provider_id), r.kind.clone()),
+                        Choice::Sandbox => (None, "sandbox".to_string()),
+                    };
+                    choices.insert(t.id, c);
+                    Some(r)
+                })
+                .await;
+            match result {
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming due transmissions failed; retrying");
+                }
+                Ok((pairs, unrouted)) => {
+                    claimed = pairs.len() + unrouted.len();
+                    if !unrouted.is_empty() {
+                        let outcomes: Vec<Outcome> = unrouted
+                            .iter()
+                            .map(|t| Outcome {
+                                transmission_id: t.id,
+                                attempt_id: None,
+                                number: t.attempts,
+                                lease_owner: Some(inner.config.owner.clone()),
+                                settle: Settle::Reject {
+                                    status: "failed",
+                                    code: "no_route".into(),
+                                    message: "no active provider of the account serves this destination".into(),
+                                },
+                            })
+                            .collect();
+                        if let Err(e) = inner.store.apply_outcomes(&outcomes).await {
+                            tracing::warn!(error = %e, "failing unroutable transmissions failed; their leases will expire");
+                        }
+                    }
+                    {
+                        let mut pending = inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+                        for (t, a) in &pairs {
+                            pending.insert(
+                                a.id,
+                                Pending {
+                                    transmission_id: t.id,
+                                    number: a.number,
+                                    provider_id: a.provider_id,
+                                },
+                            );
+                        }
+                        inner.in_flight.fetch_add(pairs.len(), Ordering::AcqRel);
+                    }
+                    for (t, a) in pairs {
+                        let (key, adapter) = match choices.remove(&t.id) {
+                            Some(Choice::Provider(r)) => (r.provider_id, r.adapter.clone()),
+                            _ => (0, registry.sandbox.clone()),
+                        };
+                        let identity = Arc::as_ptr(&adapter) as *const () as usize;
+                        let entry = feeders.entry(key).or_insert_with(|| (identity, feeder(adapter.clone())));
+                        if entry.0 != identity {
+                            *entry = (identity, feeder(adapter));
+                        }
+                        let message = outbound(&t, &a);
+                        if entry.1.send(message).await.is_err() {
+                            tracing::error!(transmission_id = t.id, "adapter feeder stopped; the lease will expire");
+                        }
+                    }
+                }
+            }
+        }
+        if claimed as u32 >= inner.config.claim_batch.min(room.max(1) as u32) && claimed > 0 {
+            // A full batch: there is probably more due right now.
+            continue;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = inner.wake.notified() => {}
+            _ = tokio::time::sleep(inner.config.poll_interval) => {}
+        }
+    }
+}
+
+fn outbound(t: &sauti_store::Transmission, a: &sauti_store::Attempt) -> Outbound {
+    Outbound {
+        attempt_id: a.id,
+        transmission_id: t.id,
+        account_id: t.account_id,
+        channel: ChannelKind::parse(&t.channel).unwrap_or(ChannelKind::Sms),
+        to: t.to_address.clone(),
+        from: t.from_address.clone(),
+        body: t.body.clone(),
+        subject: t.subject.clone(),
+        html: t.html.clone(),
+        attachments: vec![],
+        validity: t.validity_period.and_then(|s| u64::try_from(s).ok()).map(Duration::from_secs),
+        want_receipt: true,
+    }
+}
+
+/// Turn one adapter outcome into the store's settlement of it.
+fn settle(inner: &Inner, p: &Pending, outcome: SendOutcome) -> Settle {
+    let now = Utc::now();
+    let later = |d: Duration| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero());
+    match outcome {
+        SendOutcome::Accepted {
+            remote_id,
+            segments,
+            raw_status,
+            response,
+            ..
+        } => Settle::Sent {
+            remote_id,
+            segments: i64::from(segments),
+            raw_status,
+            response,
+        },
+        SendOutcome::Throttled {
+            retry_after,
+            raw_status,
+        } => Settle::Requeue {
+            attempt_status: "throttled",
+            raw_status,
+            reason: "the provider asked us to slow down".into(),
+            retry_at: later(backoff::throttle_delay(retry_after)),
+        },
+        SendOutcome::NotSent { reason } => Settle::Requeue {
+            attempt_status: "not_sent",
+            raw_status: None,
+            reason,
+            retry_at: later(Duration::from_millis(500)),
+        },
+        SendOutcome::Failed(f) => Settle::Fail {
+            attempt_status: "failed",
+            permanent: f.permanent,
+            avoid_provider: if f.provider_fault { p.provider_id } else { None },
+            code: f.code,
+            message: f.message,
+            raw_status: f.raw_status,
+            retry_at: later(retry_delay(p.number, inner.config.retry_base, inner.config.retry_max)),
+        },
+        SendOutcome::Ambiguous { reason } => ambiguous(inner, reason, now),
+    }
+}
+
+/// An ambiguous send does not blame the provider: the next attempt may use the same one.
+fn ambiguous(inner: &Inner, reason: String, now: chrono::DateTime<Utc>) -> Settle {
+    Settle::Fail {
+        attempt_status: "ambiguous",
+        permanent: inner.config.ambiguous == AmbiguousPolicy::Fail,
+        avoid_provider: None,
+        code: Some("ambiguous".into()),
+        message: format!("{reason}; the provider may or may not have the message"),
+        raw_status: None,
+        retry_at: now,
+    }
+}
+
+fn receipt_status(s: ReceiptStatus) -> &'static str {
+    match s {
+        ReceiptStatus::Delivered => "delivered",
+        ReceiptStatus::Undelivered => "undelivered",
+        ReceiptStatus::Intermediate => "intermediate",
+    }
+}
+
+/// Apply adapter events in batches, in arrival order: a batch's outcomes before its
+/// receipts, so a receipt that follows its `submit_sm_resp` on the wire always finds the
+/// remote id written. Receipts are acknowledged to the adapter only after their batch
+/// committed.
+async fn write_loop(inner: Arc<Inner>, mut events: mpsc::Receiver<Event>, stop: CancellationToken) {
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        buf.clear();
+        let n = tokio::select! {
+            n = events.recv_many(&mut buf, 4096) => n,
+            _ = stop.cancelled() => {
+                // Drain what is already here, then stop.
+                let mut n = 0;
+                while let Ok(e) = events.try_recv() {
+                    buf.push(e);
+                    n += 1;
+                }
+                if n == 0 {
+                    break;
+                }
+                n
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        let mut outcomes = Vec::new();
+        let mut receipts = Vec::new();
+        let mut acks = Vec::new();
+        let mut inbound = Vec::new();
+        {
+            let mut pending = inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+            for e in buf.drain(..) {
+                match e {
+                    Event::Outcome { attempt_id, outcome } => {
+                        let Some(p) = pending.remove(&attempt_id) else {
+                            tracing::warn!(attempt_id, "outcome for an attempt this worker did not send; ignored");
+                            continue;
+                        };
+                        let s = settle(&inner, &p, outcome);
+                        outcomes.push(Outcome {
+                            transmission_id: p.transmission_id,
+                            attempt_id: Some(attempt_id),
+                            number: p.number,
+                            lease_owner: Some(inner.config.owner.clone()),
+                            settle: s,
+                        });
+                    }
+                    Event::Receipt {
+                        provider_id,
+                        receipt,
+                        ack,
+                    } => {
+                        let kind = provider_kind(&inner, provider_id);
+                        receipts.push(ReceiptIn {
+                            kind,
+                            provider_id: (provider_id != 0).then_some(provider_id),
+                            attempt_id: receipt.attempt_id,
+                            remote_id: receipt.remote_id,
+                            status: receipt_status(receipt.status),
+                            raw_status: receipt.raw_status,
+                            error_code: receipt.error_code,
+                            done_at: receipt.done_at,
+                            raw: receipt.raw,
+                        });
+                        acks.extend(ack);
+                    }
+                    Event::Inbound {
+                        provider_id,
+                        message,
+                        ack,
+                    } => inbound.push((provider_id, message, ack)),
+                }
+            }
+        }
+        let settled = outcomes.len();
+        let mut delay = Duration::from_millis(100);
+        // A failed write is retried, never dropped: these outcomes exist nowhere else.
+        loop {
+            let r = async {
+                inner.store.apply_outcomes(&outcomes).await?;
+                inner.store.apply_receipts(&receipts).await?;
+                Ok::<_, sauti_store::StoreError>(())
+            }
+            .await;
+            match r {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "writing delivery outcomes failed; retrying");
+                    if stop.is_cancelled() && delay > Duration::from_secs(2) {
+                        break;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        for a in acks {
+            let _ = a.send(());
+        }
+        for (provider_id, m, ack) in inbound {
+            let account = {
+                let reg = inner.registry.read().unwrap_or_else(|e| e.into_inner());
+                reg.by_provider.get(&provider_id).and_then(|_| account_of(&reg, provider_id))
+            };
+            let Some(account_id) = account else {
+                tracing::warn!(provider_id, "inbound message for an unknown provider; not acknowledged");
+                continue;
+            };
+            let kind = provider_kind(&inner, provider_id);
+            match inner
+                .store
+                .record_inbound(account_id, Some(provider_id), &kind, &m.from, &m.to, &m.body, &m.raw)
+                .await
+            {
+                Ok(_) => {
+                    if let Some(a) = ack {
+                        let _ = a.send(());
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "storing an inbound message failed; not acknowledged"),
+            }
+        }
+        if settled > 0 {
+            inner.in_flight.fetch_sub(settled, Ordering::AcqRel);
+            inner.wake.notify_one();
+        }
+    }
+}
+
+fn account_of(reg: &Registry, provider_id: i64) -> Option<i64> {
+    reg.by_account
+        .iter()
+        .find(|(_, routes)| routes.iter().any(|r| r.provider_id == provider_id))
+        .map(|(a, _)| *a)
+}
+
+fn provider_kind(inner: &Inner, provider_id: i64) -> String {
+    if provider_id == 0 {
+        return "sandbox".into();
+    }
+    inner
+        .registry
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .by_provider
+        .get(&provider_id)
+        .map(|r| r.kind.clone())
+        .unwrap_or_else(|| "provider".into())
+}
+
+/// Keep this worker's leases alive, and take over those of dead workers.
+async fn reclaim_loop(inner: Arc<Inner>, stop: CancellationToken) {
+    let every = (inner.config.lease / 3).max(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = inner.store.renew_leases(&inner.config.owner, now_plus(inner.config.lease)).await {
+            tracing::warn!(error = %e, "renewing leases failed");
+        }
+        if let Err(e) = reclaim(&inner).await {
+            tracing::warn!(error = %e, "reclaiming expired leases failed");
+        }
+        if let Err(e) = inner.store.expire_unsent(clock::now()).await {
+            tracing::warn!(error = %e, "expiring unsent transmissions failed");
+        }
+    }
+}
+
+async fn reclaim(inner: &Inner) -> sauti_store::StoreResult<()> {
+    loop {
+        let expired = inner.store.expired_leases(clock::now(), 500).await?;
+        if expired.is_empty() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let outcomes: Vec<Outcome> = expired
+            .iter()
+            .map(|(t, a)| Outcome {
+                transmission_id: t.id,
+                attempt_id: a.as_ref().filter(|a| a.status == "sending").map(|a| a.id),
+                number: t.attempts,
+                lease_owner: t.lease_owner.clone(),
+                settle: ambiguous(inner, "the worker sending this stopped".into(), now),
+            })
+            .collect();
+        tracing::info!(count = outcomes.len(), "reclaimed transmissions whose worker stopped");
+        inner.store.apply_outcomes(&outcomes).await?;
+        inner.wake.notify_one();
+    }
+}
