@@ -26,6 +26,7 @@
 //! puts the deliver_sm back to be retried after a second.
 #![forbid(unsafe_code)]
 
+mod deliver;
 mod session;
 mod text;
 mod wire;
@@ -41,7 +42,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use session::Deliver;
+use deliver::Deliver;
 
 /// How the simulator behaves; see the crate documentation for what each knob does.
 #[derive(Clone, Debug)]

@@ -6,13 +6,14 @@
 //! buffer that goes out in a single write.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::ErrorKind;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp};
@@ -24,8 +25,9 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
-use crate::text::{decode_text, encode_gsm, encode_ucs2, receipt_date, split_udh};
-use crate::wire::{self, Addr, Header, SubmitView};
+use crate::deliver::{Deliver, RECEIPT_TEXT_CHARS, Receipt, ShortAddr};
+use crate::text::{DateCache, decode_text, split_udh};
+use crate::wire::{self, Header, SubmitView};
 use crate::{Inner, Routed, Stats, Submit};
 
 /// Spare room kept in the read buffer, so one read can take many PDUs.
@@ -38,51 +40,8 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 const ID_BLOCK: u64 = 64;
 const SMSC_SYSTEM_ID: &str = "sauti-smsc-sim";
 const ESM_UDHI: u8 = 0x40;
-const ESM_RECEIPT: u8 = 0x04;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
-
-/// A deliver_sm body (without header: the sequence number is given per attempt).
-#[derive(Debug)]
-pub(crate) struct Deliver {
-    body: Bytes,
-    is_receipt: bool,
-    attempts: u32,
-}
-
-impl Deliver {
-    pub(crate) fn mo(from: &str, to: &str, text: &str) -> Deliver {
-        let (data_coding, user_data) = match encode_gsm(text) {
-            Some(septets) => (0, septets),
-            None => (8, encode_ucs2(text)),
-        };
-        let mut body = BytesMut::with_capacity(64 + user_data.len());
-        let (source, destination) = (mo_addr(from), mo_addr(to));
-        if user_data.len() <= 254 {
-            wire::put_deliver_sm_body(&mut body, source, destination, 0x00, data_coding, &user_data);
-        } else {
-            wire::put_deliver_sm_body(&mut body, source, destination, 0x00, data_coding, &[]);
-            wire::put_tlv(&mut body, wire::TLV_MESSAGE_PAYLOAD, &user_data);
-        }
-        Deliver {
-            body: body.freeze(),
-            is_receipt: false,
-            attempts: 0,
-        }
-    }
-}
-
-/// Numbers (optionally with a leading '+') are international, anything else alphanumeric.
-fn mo_addr(addr: &str) -> Addr<'_> {
-    let digits = addr.strip_prefix('+').unwrap_or(addr);
-    let numeric = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
-    let digits = &digits.as_bytes()[..digits.len().min(20)];
-    if numeric {
-        Addr { ton: 1, npi: 1, digits }
-    } else {
-        Addr { ton: 5, npi: 0, digits }
-    }
-}
 
 struct Bound {
     system_id: Arc<str>,
@@ -112,7 +71,9 @@ struct Session {
     bound: Option<Bound>,
     flow: Flow,
     rbuf: BytesMut,
-    wbuf: BytesMut,
+    /// Output not yet written; `wbuf[wpos..]` is what the socket has not taken.
+    wbuf: Vec<u8>,
+    wpos: usize,
     pdus_received: u64,
     next_seq: u32,
     /// submit_sm_resp held back by `submit_latency`, in due order.
@@ -122,7 +83,7 @@ struct Session {
     /// Due deliver_sm waiting for room in the window.
     ready: VecDeque<Deliver>,
     /// Written deliver_sm by sequence number, until their deliver_sm_resp.
-    inflight: HashMap<u32, Deliver>,
+    inflight: HashMap<u32, Deliver, BuildHasherDefault<SeqHasher>>,
     /// Due deliver_sm this session cannot take (bound as transmitter), routed once per batch.
     outbound: Vec<Routed>,
     ids: Range<u64>,
@@ -131,7 +92,8 @@ struct Session {
     tally: Stats,
     recorded: Vec<Submit>,
     text_scratch: String,
-    receipt_scratch: Vec<u8>,
+    submit_dates: DateCache,
+    done_dates: DateCache,
 }
 
 pub(crate) async fn run(inner: Arc<Inner>, stream: TcpStream, cancel: CancellationToken) {
@@ -153,20 +115,22 @@ impl Session {
             bound: None,
             flow: Flow::Open,
             rbuf: BytesMut::with_capacity(READ_RESERVE),
-            wbuf: BytesMut::with_capacity(READ_RESERVE),
+            wbuf: Vec::with_capacity(READ_RESERVE),
+            wpos: 0,
             pdus_received: 0,
             next_seq: 0,
             resps: VecDeque::new(),
             scheduled: VecDeque::new(),
             ready: VecDeque::new(),
-            inflight: HashMap::new(),
+            inflight: HashMap::default(),
             outbound: Vec::new(),
             ids: 0..0,
             rng: SmallRng::from_os_rng(),
             tally: Stats::default(),
             recorded: Vec::new(),
             text_scratch: String::new(),
-            receipt_scratch: Vec::with_capacity(160),
+            submit_dates: DateCache::default(),
+            done_dates: DateCache::default(),
         }
     }
 
@@ -189,7 +153,8 @@ impl Session {
                 }
                 armed = deadline;
             }
-            let reading = self.flow == Flow::Open && self.wbuf.len() < WRITE_HIGH_WATER;
+            let unsent = self.wbuf.len() - self.wpos;
+            let reading = self.flow == Flow::Open && unsent < WRITE_HIGH_WATER;
             tokio::select! {
                 () = &mut cancelled => return Ok(()),
                 readiness = stream.readable(), if reading => {
@@ -204,7 +169,7 @@ impl Session {
                         Err(error) => return Err(error),
                     }
                 }
-                readiness = stream.writable(), if !self.wbuf.is_empty() => readiness?,
+                readiness = stream.writable(), if unsent > 0 => readiness?,
                 Some(item) = rx.recv() => {
                     let now = Instant::now();
                     self.schedule(item, now);
@@ -217,18 +182,30 @@ impl Session {
             self.pump();
             self.route_outbound();
             self.inner.counters.add(&std::mem::take(&mut self.tally));
-            if !self.wbuf.is_empty() {
-                match stream.try_write(&self.wbuf) {
-                    Ok(written) => self.wbuf.advance(written),
+            if self.wpos < self.wbuf.len() {
+                match stream.try_write(&self.wbuf[self.wpos..]) {
+                    Ok(written) => self.wrote(written),
                     Err(error) if error.kind() == ErrorKind::WouldBlock => {}
                     Err(error) => return Err(error),
                 }
             }
             match self.flow {
                 Flow::Open => {}
-                Flow::CloseWhenFlushed if !self.wbuf.is_empty() => {}
+                Flow::CloseWhenFlushed if self.wpos < self.wbuf.len() => {}
                 Flow::CloseWhenFlushed | Flow::Abort => return Ok(()),
             }
+        }
+    }
+
+    fn wrote(&mut self, written: usize) {
+        self.wpos += written;
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        } else if self.wpos >= READ_RESERVE {
+            // A slow reader: drop what it took instead of growing the buffer forever.
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
         }
     }
 
@@ -311,8 +288,10 @@ impl Session {
             _ => BindTransceiverResp::new(system_id, None).into(),
         };
         let resp = Command::new(status.into(), header.seq, pdu);
+        let mut encoded = BytesMut::new();
         // Encoding into a BytesMut cannot fail; the codec only reports I/O errors.
-        let _ = CommandCodec::new().encode(&resp, &mut self.wbuf);
+        let _ = CommandCodec::new().encode(&resp, &mut encoded);
+        self.wbuf.extend_from_slice(&encoded);
 
         match status {
             wire::ESME_ROK => {
@@ -426,60 +405,39 @@ impl Session {
         &mut self,
         submit: &SubmitView,
         user_data: &[u8],
-        id: u64,
+        message_id: u64,
         undelivered: bool,
         done_after: Duration,
     ) -> Deliver {
-        let hex = wire::hex16(id);
-        let submitted_at = SystemTime::now();
-        let (dlvrd, stat, err, state) = if undelivered {
-            (&b"000"[..], &b"UNDELIV"[..], &b"001"[..], 5)
-        } else {
-            (&b"001"[..], &b"DELIVRD"[..], &b"000"[..], 2)
-        };
         self.text_scratch.clear();
-        decode_text(submit.data_coding, user_data, 20, &mut self.text_scratch);
-
-        let text = &mut self.receipt_scratch;
-        text.clear();
-        for part in [
-            &b"id:"[..],
-            &hex,
-            b" sub:001 dlvrd:",
-            dlvrd,
-            b" submit date:",
-            &receipt_date(submitted_at),
-            b" done date:",
-            &receipt_date(submitted_at + done_after),
-            b" stat:",
-            stat,
-            b" err:",
-            err,
-            b" text:",
-        ] {
-            text.extend_from_slice(part);
-        }
+        decode_text(
+            submit.data_coding,
+            user_data,
+            RECEIPT_TEXT_CHARS,
+            &mut self.text_scratch,
+        );
+        let mut text = [0u8; RECEIPT_TEXT_CHARS];
+        let mut text_len = 0;
         // Receipts are read as ASCII by every client; anything else would be mangled anyway.
-        let printable = |c: char| {
-            if c.is_ascii() && !c.is_ascii_control() {
+        for (slot, c) in text.iter_mut().zip(self.text_scratch.chars()) {
+            *slot = if c.is_ascii() && !c.is_ascii_control() {
                 c as u8
             } else {
                 b'?'
-            }
-        };
-        text.extend(self.text_scratch.chars().map(printable));
-
-        let mut body = BytesMut::with_capacity(96 + text.len());
-        wire::put_deliver_sm_body(&mut body, submit.destination, submit.source, ESM_RECEIPT, 0, text);
-        let mut receipted_id = [0u8; 17];
-        receipted_id[..16].copy_from_slice(&hex);
-        wire::put_tlv(&mut body, wire::TLV_RECEIPTED_MESSAGE_ID, &receipted_id);
-        wire::put_tlv(&mut body, wire::TLV_MESSAGE_STATE, &[state]);
-        Deliver {
-            body: body.freeze(),
-            is_receipt: true,
-            attempts: 0,
+            };
+            text_len += 1;
         }
+        let submitted_at = SystemTime::now();
+        Deliver::receipt(Receipt {
+            message_id,
+            source: ShortAddr::new(submit.destination),
+            destination: ShortAddr::new(submit.source),
+            submit_date: self.submit_dates.get(submitted_at),
+            done_date: self.done_dates.get(submitted_at + done_after),
+            text,
+            text_len,
+            undelivered,
+        })
     }
 
     fn on_deliver_resp(&mut self, seq: u32, status: u32, now: Instant) {
@@ -488,7 +446,7 @@ impl Session {
         };
         if status != wire::ESME_ROK {
             insert_by_due(&mut self.scheduled, (now + RETRY_AFTER, deliver));
-        } else if deliver.is_receipt {
+        } else if deliver.is_receipt() {
             self.tally.receipts_acked += 1;
         }
     }
@@ -542,9 +500,8 @@ impl Session {
             };
             self.next_seq = self.next_seq % 0x7FFF_FFFF + 1;
             let seq = self.next_seq;
-            wire::put_header(&mut self.wbuf, deliver.body.len(), wire::DELIVER_SM, 0, seq);
-            self.wbuf.put_slice(&deliver.body);
-            if deliver.is_receipt {
+            deliver.write(seq, &mut self.wbuf);
+            if deliver.is_receipt() {
                 self.tally.receipts_sent += 1;
                 if deliver.attempts > 0 {
                     self.tally.receipts_redelivered += 1;
@@ -616,4 +573,25 @@ fn insert_by_due(queue: &mut VecDeque<Routed>, item: Routed) {
         queue.partition_point(|(due, _)| *due <= item.0)
     };
     queue.insert(at, item);
+}
+
+/// Sequence numbers are distinct and dense, so a multiplicative hash spreads them well;
+/// SipHash was most of the cost of a window lookup.
+#[derive(Default)]
+struct SeqHasher(u64);
+
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }

@@ -135,6 +135,24 @@ pub fn receipt_date(time: SystemTime) -> [u8; 10] {
     out
 }
 
+/// [`receipt_date`] remembered for the current minute: receipts are stamped in bulk.
+#[derive(Default)]
+pub struct DateCache {
+    minute: u64,
+    text: [u8; 10],
+}
+
+impl DateCache {
+    pub fn get(&mut self, time: SystemTime) -> [u8; 10] {
+        let minute = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() / 60);
+        if minute != self.minute || self.text[0] == 0 {
+            self.minute = minute;
+            self.text = receipt_date(time);
+        }
+        self.text
+    }
+}
+
 /// Proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;

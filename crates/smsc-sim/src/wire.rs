@@ -81,6 +81,15 @@ pub fn put_submit_sm_resp(dst: &mut impl BufMut, seq: u32, status: u32, message_
     }
 }
 
+/// Appends a PDU whose body `put_body` writes, patching the command_length afterwards.
+pub fn put_pdu(dst: &mut Vec<u8>, id: u32, status: u32, seq: u32, put_body: impl FnOnce(&mut Vec<u8>)) {
+    let start = dst.len();
+    put_header(dst, 0, id, status, seq);
+    put_body(dst);
+    let length = (dst.len() - start) as u32;
+    dst[start..start + 4].copy_from_slice(&length.to_be_bytes());
+}
+
 pub fn put_tlv(dst: &mut impl BufMut, tag: u16, value: &[u8]) {
     dst.put_u16(tag);
     dst.put_u16(value.len() as u16);
