@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::twilio::http::{self, Field, FieldKind, HttpCore};
+use crate::twilio::http::{self, Field, FieldKind, SendCore};
 use crate::twilio::{param, params_json};
 use crate::{Channel, ConfigError, Context, EventSink, Health, Inbound, Outbound, Receipt, ReceiptStatus};
 use crate::{SendOutcome, limit::Throughput};
@@ -93,7 +93,8 @@ pub struct KannelChannel {
     url: Option<url::Url>,
     /// `{public_url}/callbacks/kannel/{provider_id}/dlr`; the query is added per message.
     dlr_base: String,
-    core: HttpCore,
+    client: reqwest::Client,
+    core: SendCore,
 }
 
 impl KannelChannel {
@@ -115,7 +116,8 @@ impl KannelChannel {
             settings,
             url,
             dlr_base,
-            core: HttpCore::new(Throughput::new(throughput_per_second), sink),
+            client: http::client(),
+            core: SendCore::new(Throughput::new(throughput_per_second), sink),
         })
     }
 
@@ -183,7 +185,7 @@ impl Channel for KannelChannel {
             };
             return slot.report(SendOutcome::Failed(failure)).await;
         };
-        let request = self.core.client().get(url);
+        let request = self.client.get(url);
         let remote_id = msg.attempt_id.to_string();
         tokio::spawn(async move {
             let outcome = match request.send().await {

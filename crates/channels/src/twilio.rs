@@ -5,9 +5,11 @@
 //! with [`parse_status_callback`]. Inbound messages arrive on the same kind of webhook and
 //! are read with [`parse_inbound`].
 //!
-//! The plumbing every HTTP adapter shares (bounded concurrency, health, classifying
-//! transport errors and HTTP statuses, settings validation) lives in [`http`] and is used
-//! by the Kannel adapter too.
+//! The plumbing the one-request-per-message adapters share (bounded concurrency,
+//! throughput, health, classifying transport errors and HTTP statuses, settings
+//! validation) lives in [`http`]; the Kannel and SMTP adapters use it too. It is here
+//! rather than in a module of its own because this change may touch only the adapters'
+//! files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -22,7 +24,7 @@ use subtle::ConstantTimeEq;
 use crate::{Channel, ConfigError, Context, EventSink, Failure, Health, Inbound, Outbound, Receipt, ReceiptStatus};
 use crate::{SendOutcome, limit::Throughput};
 
-use http::{Field, FieldKind, HttpCore};
+use http::{Field, FieldKind, SendCore};
 
 fn default_base_url() -> String {
     "https://api.twilio.com".to_string()
@@ -81,7 +83,8 @@ pub struct TwilioChannel {
     settings: TwilioSettings,
     messages_url: String,
     callback_url: String,
-    core: HttpCore,
+    client: reqwest::Client,
+    core: SendCore,
 }
 
 impl TwilioChannel {
@@ -103,7 +106,8 @@ impl TwilioChannel {
             settings,
             messages_url,
             callback_url,
-            core: HttpCore::new(Throughput::new(throughput_per_second), sink),
+            client: http::client(),
+            core: SendCore::new(Throughput::new(throughput_per_second), sink),
         })
     }
 
@@ -195,8 +199,7 @@ impl Channel for TwilioChannel {
             Err(failure) => return slot.report(SendOutcome::Failed(failure)).await,
         };
         let request = self
-            .core
-            .client()
+            .client
             .post(&self.messages_url)
             .basic_auth(&self.settings.account_sid, Some(&self.settings.auth_token))
             .header(reqwest::header::ACCEPT, "application/json")
@@ -382,9 +385,9 @@ pub(crate) mod http {
         down_until: Option<Instant>,
     }
 
-    /// Concurrency, throughput, health and outcome reporting for an HTTP adapter.
-    pub struct HttpCore {
-        client: reqwest::Client,
+    /// Concurrency, throughput, health and outcome reporting for an adapter that sends
+    /// one request per message (HTTP, and SMTP with a connection per message).
+    pub struct SendCore {
         permits: std::sync::Arc<Semaphore>,
         throughput: Throughput,
         sink: EventSink,
@@ -428,24 +431,15 @@ pub(crate) mod http {
         }
     }
 
-    impl HttpCore {
+    impl SendCore {
         pub fn new(throughput: Throughput, sink: EventSink) -> Self {
-            Self::with_client(client(), throughput, sink)
-        }
-
-        pub fn with_client(client: reqwest::Client, throughput: Throughput, sink: EventSink) -> Self {
-            HttpCore {
-                client,
+            SendCore {
                 permits: std::sync::Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize)),
                 throughput,
                 sink,
                 faults: Default::default(),
                 stopping: AtomicBool::new(false),
             }
-        }
-
-        pub fn client(&self) -> &reqwest::Client {
-            &self.client
         }
 
         /// Wait for a request slot and for `segments` of throughput. `None` when the adapter
