@@ -34,6 +34,8 @@ use crate::{Inner, Routed, Stats, Submit};
 const READ_RESERVE: usize = 256 * 1024;
 /// Past this much unsent output the session stops reading: the peer is not keeping up.
 const WRITE_HIGH_WATER: usize = 4 * 1024 * 1024;
+/// After a partial write, the written prefix is dropped once it is this large.
+const WRITE_COMPACT: usize = 256 * 1024;
 /// When a deliver_sm refused with a non-zero deliver_sm_resp is offered again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Message ids are taken from the shared counter this many at a time.
@@ -54,7 +56,7 @@ enum Flow {
     Open,
     /// After unbind: write what is queued, then close.
     CloseWhenFlushed,
-    /// `disconnect_every` reached: close now.
+    /// `disconnect_every` reached, or a PDU length we cannot frame: close now.
     Abort,
 }
 
@@ -202,7 +204,7 @@ impl Session {
         if self.wpos == self.wbuf.len() {
             self.wbuf.clear();
             self.wpos = 0;
-        } else if self.wpos >= READ_RESERVE {
+        } else if self.wpos >= WRITE_COMPACT {
             // A slow reader: drop what it took instead of growing the buffer forever.
             self.wbuf.drain(..self.wpos);
             self.wpos = 0;
