@@ -189,7 +189,7 @@ impl Channel for KannelChannel {
         let remote_id = msg.attempt_id.to_string();
         tokio::spawn(async move {
             let outcome = match request.send().await {
-                Err(e) => http::transport_outcome(&e),
+                Err(e) => http::transport_outcome(e),
                 Ok(resp) => {
                     let status = resp.status();
                     let retry_after = http::retry_after(resp.headers());
@@ -205,7 +205,7 @@ impl Channel for KannelChannel {
                             response: serde_json::json!({"status": status.as_u16(), "body": text}),
                         },
                         Err(e) if status.is_success() => SendOutcome::Ambiguous {
-                            reason: format!("HTTP {status}, body unreadable: {e}"),
+                            reason: format!("HTTP {status}, body unreadable: {}", http::chain(&e.without_url())),
                         },
                         // smsbox says 503 when it cannot queue the message (bearerbox down or
                         // its queue full): slow down and retry rather than fail it.

@@ -206,7 +206,7 @@ impl Channel for TwilioChannel {
             .form(&form);
         tokio::spawn(async move {
             let outcome = match request.send().await {
-                Err(e) => http::transport_outcome(&e),
+                Err(e) => http::transport_outcome(e),
                 Ok(resp) => {
                     let status = resp.status();
                     let retry_after = http::retry_after(resp.headers());
@@ -214,7 +214,7 @@ impl Channel for TwilioChannel {
                         // The status line arrived but the body did not: if it was a success the
                         // provider has the message but we cannot know its sid.
                         Err(e) if status.is_success() => SendOutcome::Ambiguous {
-                            reason: format!("HTTP {status}, body unreadable: {e}"),
+                            reason: format!("HTTP {status}, body unreadable: {}", http::chain(&e.without_url())),
                         },
                         Err(_) => http::status_outcome(status, retry_after, None, String::new()),
                         Ok(text) => {
@@ -499,27 +499,32 @@ pub(crate) mod http {
         reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
+            // A provider API that redirects is misconfigured; following it would turn a POST
+            // into a GET (and replay Kannel's credentials elsewhere).
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("sauti/", env!("CARGO_PKG_VERSION")))
             .build()
             // Only a broken TLS backend fails here, which no configuration can fix.
             .expect("the HTTP client builds")
     }
 
-    /// A request that got no HTTP answer.
-    pub fn transport_outcome(e: &reqwest::Error) -> SendOutcome {
+    /// A request that got no HTTP answer. The URL is left out of the message: Kannel's
+    /// carries the password.
+    pub fn transport_outcome(e: reqwest::Error) -> SendOutcome {
+        let e = e.without_url();
         if e.is_connect() || e.is_builder() {
             // Refused, DNS, TLS handshake, connect timeout: nothing of the request was sent.
             SendOutcome::Failed(Failure {
                 permanent: false,
                 provider_fault: true,
                 code: None,
-                message: format!("could not reach the provider: {}", chain(e)),
+                message: format!("could not reach the provider: {}", chain(&e)),
                 raw_status: None,
             })
         } else {
             // Timed out or the connection dropped after the request went out: the provider
             // may or may not have taken it.
-            SendOutcome::Ambiguous { reason: chain(e) }
+            SendOutcome::Ambiguous { reason: chain(&e) }
         }
     }
 

@@ -261,6 +261,33 @@ async fn sends_through_kannel_and_reads_dlrs_and_mo() {
         other => panic!("expected a provider fault, got {other:?}"),
     }
     bad.shutdown().await;
+
+    // Nobody listening: nothing was sent, and the password (in the URL) is not in the message.
+    let mut gone = kannel::validate_settings(&json!({
+        "url": format!("http://127.0.0.1:{}/cgi-bin/sendsms", peers::free_port()),
+        "username": "tester",
+        "password": "secret",
+    }))
+    .unwrap();
+    gone.from = None;
+    let (tx, mut events) = mpsc::channel(4);
+    let ctx = Context {
+        public_url: public_url.clone(),
+    };
+    let gone = KannelChannel::new(3, gone, None, &ctx, tx);
+    gone.send(sms(105, "+254700000001", None, "x")).await;
+    match outcome(&mut events).await {
+        (
+            105,
+            SendOutcome::Failed(Failure {
+                permanent: false,
+                provider_fault: true,
+                message,
+                ..
+            }),
+        ) => assert!(!message.contains("secret"), "{message}"),
+        other => panic!("expected a provider fault, got {other:?}"),
+    }
     drop(kannel);
 }
 

@@ -23,7 +23,7 @@ const MAX_SIZE: usize = 200_000;
 async fn aiosmtpd(maildir: &Path) -> (Child, u16) {
     let port = peers::free_port();
     let child = peers::spawn(
-        Command::new(peers::python())
+        Command::new(peers::python_with("aiosmtpd"))
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
             .args(["-s", &MAX_SIZE.to_string(), "-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use peers::{get, next_event, next_hit, sms};
 use sauti_channels::twilio::{self, TwilioChannel, TwilioSettings};
-use sauti_channels::{Channel, Context, Event, Failure, ReceiptStatus, SendOutcome};
+use sauti_channels::{Channel, Context, Event, Failure, Health, ReceiptStatus, SendOutcome};
 use serde_json::json;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -220,7 +220,7 @@ struct Fake {
 async fn fake_twilio() -> Fake {
     let script = peers::require(peers::repo_root().join("peers/fake_twilio.py"));
     let mut child = peers::spawn(
-        Command::new(peers::python())
+        Command::new(peers::python_with("twilio"))
             .arg(script)
             .args(["--port", "0", "--account-sid", SID, "--auth-token", TOKEN])
             .env("FAKE_TWILIO_CALLBACK_DELAY", "0.05")
@@ -265,7 +265,9 @@ async fn sends_and_receives_signed_callbacks() {
     let (public_url, mut hits) = peers::callback_server().await;
     let (ch, mut events) = channel(&fake.base_url, TOKEN, &public_url);
 
-    ch.send(sms(1, "+254700000001", None, "Habari ✓")).await;
+    let mut first = sms(1, "+254700000001", None, "Habari ✓");
+    first.validity = Some(Duration::from_millis(3_600_500));
+    ch.send(first).await;
     let sid = match outcome(&mut events, 1).await {
         SendOutcome::Accepted {
             remote_id,
@@ -297,6 +299,7 @@ async fn sends_and_receives_signed_callbacks() {
     assert_eq!(form["From"], "+15005550006");
     assert_eq!(form["Body"], "Habari ✓");
     assert_eq!(form["StatusCallback"], format!("{public_url}/callbacks/twilio/7"));
+    assert_eq!(form["ValidityPeriod"], "3601", "whole seconds, rounded up");
 
     for want in [ReceiptStatus::Intermediate, ReceiptStatus::Delivered] {
         let hit = next_hit(&mut hits, WAIT).await;
@@ -417,8 +420,45 @@ async fn provider_errors_map_to_outcomes() {
         other => panic!("expected a provider fault, got {other:?}"),
     }
 
+    // Provider faults in a row take the adapter down for routing.
+    assert_eq!(gone.health(), Health::Up);
+    for attempt in 20..24 {
+        gone.send(sms(attempt, "+254700000001", None, "x")).await;
+        assert!(matches!(outcome(&mut events, attempt).await, SendOutcome::Failed(_)));
+    }
+    assert_eq!(gone.health(), Health::Down);
+
     // After shutdown nothing more is sent.
     gone.shutdown().await;
     gone.send(sms(15, "+254700000001", None, "x")).await;
     assert!(matches!(outcome(&mut events, 15).await, SendOutcome::NotSent { .. }));
+}
+
+/// A server that reads the request and hangs up without answering: the request was
+/// sent, so whether the provider took the message cannot be known.
+#[tokio::test]
+async fn connection_lost_after_sending_is_ambiguous() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0; 64 * 1024];
+            // Read until the form body (it ends the request), then drop the connection.
+            let mut got = Vec::new();
+            while let Ok(n) = sock.read(&mut buf).await {
+                got.extend_from_slice(&buf[..n]);
+                if n == 0 || String::from_utf8_lossy(&got).contains("StatusCallback=") {
+                    break;
+                }
+            }
+        }
+    });
+    let (ch, mut events) = channel(&base, TOKEN, "http://127.0.0.1:1");
+    ch.send(sms(30, "+254700000001", None, "x")).await;
+    match outcome(&mut events, 30).await {
+        SendOutcome::Ambiguous { reason } => assert!(!reason.contains(TOKEN), "{reason}"),
+        other => panic!("expected Ambiguous, got {other:?}"),
+    }
+    ch.shutdown().await;
 }

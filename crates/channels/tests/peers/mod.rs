@@ -38,6 +38,23 @@ pub fn python() -> PathBuf {
     require(repo_root().join(".peers/venv/bin/python"))
 }
 
+/// The peers' Python, checked to have `module` installed.
+pub fn python_with(module: &str) -> PathBuf {
+    let python = python();
+    let ok = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "test peer Python package {module} is missing from .peers/venv: run scripts/install-test-peers \
+         (from the repository root) first"
+    );
+    python
+}
+
 /// A port free on 127.0.0.1 right now. (Another process could take it before the peer
 /// binds it; on a test machine that is rare enough.)
 pub fn free_port() -> u16 {
