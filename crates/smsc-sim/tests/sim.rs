@@ -599,3 +599,92 @@ async fn message_ids_stay_unique_across_simulators() {
         sim.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn receipts_wait_for_a_receiver_to_bind() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let mut transmitter = Client::connect(&sim).await;
+    assert_eq!(
+        transmitter.bind(BindAs::Transmitter, "test", "secret").await,
+        CommandStatus::EsmeRok
+    );
+    transmitter.send(submit_sm(b"hello", 0, 0, 1)).await;
+    let id = message_id(&transmitter.expect().await).unwrap();
+
+    let mut receiver = Client::connect(&sim).await;
+    assert_eq!(
+        receiver.bind(BindAs::Receiver, "test", "secret").await,
+        CommandStatus::EsmeRok
+    );
+    let command = receiver.expect().await;
+    let Some(Pdu::DeliverSm(deliver)) = command.pdu() else {
+        panic!("expected the waiting receipt, got {command:?}");
+    };
+    assert_eq!(receipt_fields(deliver).0, id);
+    // It was never written before, so it is not a redelivery.
+    assert_eq!(sim.stats().receipts_redelivered, 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn receipt_delay_holds_the_receipt_back() {
+    let config = SimConfig {
+        receipt_delay: Duration::from_millis(300),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(config).await.unwrap();
+    let mut client = Client::bound(&sim).await;
+    client.send(submit_sm(b"hello", 0, 0, 1)).await;
+    assert_eq!(client.expect().await.id(), CommandId::SubmitSmResp);
+    let started = tokio::time::Instant::now();
+    assert_eq!(client.expect().await.id(), CommandId::DeliverSm);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn message_payload_is_recorded_when_short_message_is_empty() {
+    use rusmpp::tlvs::MessageSubmissionRequestTlvValue;
+    use rusmpp::values::MessagePayload;
+
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let mut client = Client::bound(&sim).await;
+    let long = "a".repeat(300);
+    let mut submit = submit_sm(b"", 0, 0, 0);
+    let payload = MessagePayload::new(rusmpp::types::AnyOctetString::from_slice(long.as_bytes()));
+    submit.push_tlv(MessageSubmissionRequestTlvValue::MessagePayload(payload));
+    client.send(submit).await;
+    assert_eq!(client.expect().await.status(), CommandStatus::EsmeRok);
+    let submits = sim.submits();
+    assert_eq!(submits[0].text, long);
+    assert_eq!(submits[0].short_message.len(), 300);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn submits_are_not_recorded_when_record_is_off() {
+    let config = SimConfig {
+        record: false,
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(config).await.unwrap();
+    let mut client = Client::bound(&sim).await;
+    client.send(submit_sm(b"x", 0, 0, 0)).await;
+    assert_eq!(client.expect().await.status(), CommandStatus::EsmeRok);
+    assert!(sim.wait_for_submits(1, WAIT).await);
+    assert!(sim.submits().is_empty());
+    assert!(!sim.wait_for_submits(2, Duration::from_millis(50)).await);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_open_sessions() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let mut client = Client::bound(&sim).await;
+    timeout(WAIT, sim.shutdown()).await.expect("shutdown finishes");
+    assert!(client.recv().await.is_none());
+}
