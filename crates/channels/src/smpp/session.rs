@@ -296,7 +296,8 @@ async fn connect_and_bind(shared: &Shared) -> Result<TcpStream, String> {
 struct Msg {
     attempt_id: i64,
     ids: Vec<String>,
-    seqs: Vec<u32>,
+    /// Parts go out under consecutive sequence numbers from `first_seq`.
+    first_seq: u32,
     answered: usize,
     problem: Option<SendOutcome>,
     /// Stream offset at which the first part's bytes end: the message left once
@@ -305,10 +306,44 @@ struct Msg {
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
+impl Msg {
+    fn seqs(&self) -> impl Iterator<Item = u32> + use<> {
+        let first = self.first_seq;
+        (0..self.ids.len() as u32).map(move |i| seq_after(first, i))
+    }
+}
+
+/// The `i`-th sequence number after `first`, wrapping as `Outer::next_seq` does.
+fn seq_after(first: u32, i: u32) -> u32 {
+    (first - 1 + i) % 0x7FFF_FFFF + 1
+}
+
 struct InFlight {
-    msg: u64,
+    /// Slot in `Session::msgs`.
+    msg: usize,
     part: usize,
 }
+
+/// Sequence numbers are spread evenly already: a multiplicative hash is enough, and
+/// the window is looked up twice per submit, where SipHash shows in a profile.
+#[derive(Default, Clone, Copy)]
+struct SeqHasher(u64);
+
+impl std::hash::Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type SeqMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<SeqHasher>>;
 
 struct MoParts {
     first_at: Instant,
@@ -329,9 +364,10 @@ struct Session<'a> {
     /// Bytes ever appended to / written from `wbuf` on this connection.
     encoded: u64,
     written: u64,
-    window: HashMap<u32, InFlight>,
-    msgs: HashMap<u64, Msg>,
-    next_msg: u64,
+    window: SeqMap<InFlight>,
+    /// Messages on this connection, in slots reused through `free` (no hashing).
+    msgs: Vec<Option<Msg>>,
+    free: Vec<usize>,
     /// (deadline, seq) in write order; uniform timeouts keep it sorted.
     deadlines: VecDeque<(Instant, u32)>,
     response_timeout: Duration,
@@ -352,6 +388,7 @@ impl<'a> Session<'a> {
         let s = &outer.shared.settings;
         let response_timeout = Duration::from_secs(s.response_timeout_secs.max(1));
         let enquire_interval = Duration::from_secs(s.enquire_link_interval_secs.max(1));
+        let window = s.window as usize;
         Session {
             outer,
             stream,
@@ -360,9 +397,9 @@ impl<'a> Session<'a> {
             wbuf: BytesMut::with_capacity(256 * 1024),
             encoded: 0,
             written: 0,
-            window: HashMap::new(),
-            msgs: HashMap::new(),
-            next_msg: 0,
+            window: SeqMap::with_capacity_and_hasher(window, Default::default()),
+            msgs: Vec::with_capacity(window),
+            free: Vec::new(),
             deadlines: VecDeque::new(),
             response_timeout,
             enquire_interval,
@@ -392,15 +429,29 @@ impl<'a> Session<'a> {
         self.draining.is_none() && self.paused_until.is_none() && self.wbuf.len() < MAX_WBUF
     }
 
+    fn release(&mut self, slot: usize) -> Option<Msg> {
+        let msg = self.msgs.get_mut(slot)?.take()?;
+        self.free.push(slot);
+        Some(msg)
+    }
+
     /// Move a message's parts into the write buffer and the window.
     fn take(&mut self, job: Job) {
-        let key = self.next_msg;
-        self.next_msg += 1;
+        let key = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.msgs.push(None);
+                self.msgs.len() - 1
+            }
+        };
         let now = Instant::now();
-        let mut seqs = Vec::with_capacity(job.parts.len());
+        let mut first_seq = 0;
         let mut first_end = 0;
         for (part, bytes) in job.parts.iter().enumerate() {
             let seq = self.outer.next_seq();
+            if part == 0 {
+                first_seq = seq;
+            }
             let start = self.wbuf.len();
             self.wbuf.extend_from_slice(bytes);
             self.wbuf[start + 12..start + 16].copy_from_slice(&seq.to_be_bytes());
@@ -410,20 +461,16 @@ impl<'a> Session<'a> {
             }
             self.window.insert(seq, InFlight { msg: key, part });
             self.deadlines.push_back((now + self.response_timeout, seq));
-            seqs.push(seq);
         }
-        self.msgs.insert(
-            key,
-            Msg {
-                attempt_id: job.attempt_id,
-                ids: vec![String::new(); job.parts.len()],
-                seqs,
-                answered: 0,
-                problem: None,
-                first_end,
-                _permit: job._permit,
-            },
-        );
+        self.msgs[key] = Some(Msg {
+            attempt_id: job.attempt_id,
+            ids: vec![String::new(); job.parts.len()],
+            first_seq,
+            answered: 0,
+            problem: None,
+            first_end,
+            _permit: job._permit,
+        });
     }
 
     /// Take queued messages: the held ones first (they waited for this bind), then
@@ -549,6 +596,20 @@ impl<'a> Session<'a> {
             if self.rbuf.len() < len {
                 break;
             }
+            if u32::from_be_bytes([self.rbuf[4], self.rbuf[5], self.rbuf[6], self.rbuf[7]]) == 0x8000_0004 {
+                // submit_sm_resp, the bulk of what an SMSC sends: its body is one
+                // C-string, read in place rather than through rusmpp's owned types, which
+                // allocate per field.
+                let header =
+                    |i: usize| u32::from_be_bytes([self.rbuf[i], self.rbuf[i + 1], self.rbuf[i + 2], self.rbuf[i + 3]]);
+                let (status, seq) = (header(8), header(12));
+                let body = &self.rbuf[16..len];
+                let id = body.split(|&b| b == 0).next().unwrap_or_default();
+                let id = String::from_utf8_lossy(id).into_owned();
+                self.rbuf.advance(len);
+                self.submit_resp(seq, status, Some(id)).await;
+                continue;
+            }
             // Framed here so one PDU rusmpp cannot decode costs that PDU, not the session.
             let mut frame = self.rbuf.split_to(len);
             let header = |i: usize| u32::from_be_bytes([frame[i], frame[i + 1], frame[i + 2], frame[i + 3]]);
@@ -632,7 +693,7 @@ impl<'a> Session<'a> {
             debug!(seq, "submit_sm_resp for no submit in flight (late after a timeout?)");
             return;
         };
-        let Some(msg) = self.msgs.get_mut(&inflight.msg) else {
+        let Some(Some(msg)) = self.msgs.get_mut(inflight.msg) else {
             return;
         };
         msg.answered += 1;
@@ -664,7 +725,7 @@ impl<'a> Session<'a> {
                 msg.problem = Some(p);
             }
         }
-        let complete = msg.answered >= msg.seqs.len();
+        let complete = msg.answered >= msg.ids.len();
         if status == ESME_RTHROTTLED || status == ESME_RMSGQFUL {
             self.throttled(status_name);
         } else if status == ESME_ROK && self.paused_until.is_none() {
@@ -673,7 +734,7 @@ impl<'a> Session<'a> {
         if !complete {
             return;
         }
-        let Some(msg) = self.msgs.remove(&inflight.msg) else {
+        let Some(msg) = self.release(inflight.msg) else {
             return;
         };
         let outcome = match msg.problem {
@@ -687,9 +748,14 @@ impl<'a> Session<'a> {
                 for part in msg.ids.iter().skip(1) {
                     self.outer.aliases.insert(part.clone(), first.clone());
                 }
+                let response = if segments == 1 {
+                    json!({ "message_id": &first })
+                } else {
+                    json!({ "message_ids": &msg.ids })
+                };
                 SendOutcome::Accepted {
                     remote_id: first,
-                    response: json!({ "command_status": "ESME_ROK", "message_ids": msg.ids }),
+                    response,
                     part_ids: msg.ids,
                     segments,
                     raw_status: Some("ESME_ROK".into()),
@@ -897,10 +963,10 @@ impl<'a> Session<'a> {
             }
             self.deadlines.pop_front();
             if let Some(inflight) = self.window.remove(&seq)
-                && let Some(msg) = self.msgs.remove(&inflight.msg)
+                && let Some(msg) = self.release(inflight.msg)
             {
-                for s in &msg.seqs {
-                    self.window.remove(s);
+                for s in msg.seqs() {
+                    self.window.remove(&s);
                 }
                 let reason = format!("no submit_sm_resp within {} s", self.response_timeout.as_secs());
                 warn!(provider_id = self.outer.shared.provider_id, seq, "{reason}");
@@ -945,7 +1011,8 @@ impl<'a> Session<'a> {
     /// The connection is over: whatever is still in flight gets its outcome.
     async fn resolve_all(&mut self, reason: &str) {
         let written = self.written;
-        for (_, msg) in self.msgs.drain() {
+        self.free.clear();
+        for msg in self.msgs.drain(..).flatten() {
             let outcome = if msg.first_end <= written {
                 SendOutcome::Ambiguous { reason: reason.into() }
             } else {
