@@ -181,7 +181,10 @@ impl Session {
                 }
                 () = &mut timer, if armed.is_some() => self.fire_due(Instant::now()),
             }
-            self.pump();
+            // A closing connection takes no new deliver_sm: they go to the next session.
+            if self.flow == Flow::Open {
+                self.pump();
+            }
             self.route_outbound();
             self.inner.counters.add(&std::mem::take(&mut self.tally));
             if self.wpos < self.wbuf.len() {
