@@ -48,14 +48,15 @@ async fn wait_for(seen: &Arc<Mutex<Seen>>, what: &str, limit: Duration, done: im
         if done(&seen.lock().unwrap()) {
             return;
         }
-        let s = seen.lock().unwrap();
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {} outcomes, {} receipts",
-            s.outcomes.len(),
-            s.receipts.len()
-        );
-        drop(s);
+        {
+            let s = seen.lock().unwrap();
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {} outcomes, {} receipts",
+                s.outcomes.len(),
+                s.receipts.len()
+            );
+        }
         sleep(Duration::from_millis(20)).await;
     }
 }
@@ -129,21 +130,22 @@ async fn ten_thousand_messages_accepted_and_receipted() {
     .await;
     assert!(sim.wait_for_receipts_acked(N as u64, Duration::from_secs(20)).await);
 
-    let s = seen.lock().unwrap();
-    let mut remote = HashSet::new();
-    let attempts: HashSet<i64> = s.outcomes.iter().map(|(a, _)| *a).collect();
-    assert_eq!(attempts.len() as i64, N, "exactly one outcome per message");
-    for (attempt, outcome) in &s.outcomes {
-        match outcome {
-            SendOutcome::Accepted {
-                remote_id, segments: 1, ..
-            } => assert!(remote.insert(remote_id.clone())),
-            other => panic!("attempt {attempt}: {other:?}"),
+    {
+        let s = seen.lock().unwrap();
+        let mut remote = HashSet::new();
+        let attempts: HashSet<i64> = s.outcomes.iter().map(|(a, _)| *a).collect();
+        assert_eq!(attempts.len() as i64, N, "exactly one outcome per message");
+        for (attempt, outcome) in &s.outcomes {
+            match outcome {
+                SendOutcome::Accepted {
+                    remote_id, segments: 1, ..
+                } => assert!(remote.insert(remote_id.clone())),
+                other => panic!("attempt {attempt}: {other:?}"),
+            }
         }
+        let receipted: HashSet<String> = s.receipts.iter().map(|r| r.remote_id.clone()).collect();
+        assert_eq!(receipted, remote, "every receipt matches an accepted message");
     }
-    let receipted: HashSet<String> = s.receipts.iter().map(|r| r.remote_id.clone()).collect();
-    assert_eq!(receipted, remote, "every receipt matches an accepted message");
-    drop(s);
 
     let submits = sim.submits();
     assert_eq!(submits.len() as i64, N);
@@ -173,27 +175,28 @@ async fn long_messages_receipts_name_the_first_part_and_mo_arrives() {
         s.outcomes.len() == 5 && s.receipts.len() == 15
     })
     .await;
-    let s = seen.lock().unwrap();
-    let mut firsts = HashMap::new();
-    for (_, outcome) in &s.outcomes {
-        match outcome {
-            SendOutcome::Accepted {
-                remote_id,
-                part_ids,
-                segments: 3,
-                ..
-            } => {
-                assert_eq!(&part_ids[0], remote_id);
-                firsts.insert(remote_id.clone(), 0);
+    {
+        let s = seen.lock().unwrap();
+        let mut firsts = HashMap::new();
+        for (_, outcome) in &s.outcomes {
+            match outcome {
+                SendOutcome::Accepted {
+                    remote_id,
+                    part_ids,
+                    segments: 3,
+                    ..
+                } => {
+                    assert_eq!(&part_ids[0], remote_id);
+                    firsts.insert(remote_id.clone(), 0);
+                }
+                other => panic!("{other:?}"),
             }
-            other => panic!("{other:?}"),
         }
+        for r in &s.receipts {
+            *firsts.get_mut(&r.remote_id).expect("receipt names a first part") += 1;
+        }
+        assert!(firsts.values().all(|&n| n == 3), "{firsts:?}");
     }
-    for r in &s.receipts {
-        *firsts.get_mut(&r.remote_id).expect("receipt names a first part") += 1;
-    }
-    assert!(firsts.values().all(|&n| n == 3), "{firsts:?}");
-    drop(s);
     let submits = sim.submits();
     assert_eq!(submits.len(), 15);
     for s in &submits {
@@ -252,13 +255,14 @@ async fn throttling_comes_back_throttled_then_recovers() {
         s.outcomes.len() == 100
     })
     .await;
-    let s = seen.lock().unwrap();
-    assert!(
-        s.outcomes[50..]
-            .iter()
-            .all(|(_, o)| matches!(o, SendOutcome::Accepted { .. }))
-    );
-    drop(s);
+    {
+        let s = seen.lock().unwrap();
+        assert!(
+            s.outcomes[50..]
+                .iter()
+                .all(|(_, o)| matches!(o, SendOutcome::Accepted { .. }))
+        );
+    }
     assert_eq!(channel.health(), Health::Up);
     timeout(Duration::from_secs(10), channel.shutdown()).await.unwrap();
     sim.shutdown().await;
@@ -286,20 +290,22 @@ async fn disconnects_give_every_message_one_outcome_and_the_session_recovers() {
     })
     .await;
     sleep(Duration::from_millis(200)).await;
-    let s = seen.lock().unwrap();
-    assert_eq!(s.outcomes.len() as i64, N, "no message gets two outcomes");
-    let attempts: HashSet<i64> = s.outcomes.iter().map(|(a, _)| *a).collect();
-    assert_eq!(attempts.len() as i64, N);
-    let (mut accepted, mut ambiguous, mut not_sent) = (0, 0, 0);
-    for (attempt, outcome) in &s.outcomes {
-        match outcome {
-            SendOutcome::Accepted { .. } => accepted += 1,
-            SendOutcome::Ambiguous { .. } => ambiguous += 1,
-            SendOutcome::NotSent { .. } => not_sent += 1,
-            other => panic!("attempt {attempt}: {other:?}"),
+    let (accepted, ambiguous, not_sent) = {
+        let s = seen.lock().unwrap();
+        assert_eq!(s.outcomes.len() as i64, N, "no message gets two outcomes");
+        let attempts: HashSet<i64> = s.outcomes.iter().map(|(a, _)| *a).collect();
+        assert_eq!(attempts.len() as i64, N);
+        let (mut accepted, mut ambiguous, mut not_sent) = (0, 0, 0);
+        for (attempt, outcome) in &s.outcomes {
+            match outcome {
+                SendOutcome::Accepted { .. } => accepted += 1,
+                SendOutcome::Ambiguous { .. } => ambiguous += 1,
+                SendOutcome::NotSent { .. } => not_sent += 1,
+                other => panic!("attempt {attempt}: {other:?}"),
+            }
         }
-    }
-    drop(s);
+        (accepted, ambiguous, not_sent)
+    };
     let stats = sim.stats();
     assert!(stats.disconnects >= 3, "{stats:?}");
     assert!(
@@ -307,9 +313,10 @@ async fn disconnects_give_every_message_one_outcome_and_the_session_recovers() {
         "rebound after each disconnect: {stats:?}"
     );
     assert!(ambiguous >= 1, "the unanswered submit at each disconnect is ambiguous");
+    // Each disconnect strands at most a window (200) of written, unanswered submits.
     assert!(
-        accepted > N - 500,
-        "accepted {accepted}, ambiguous {ambiguous}, not sent {not_sent}"
+        accepted >= N / 2 && (ambiguous + not_sent) as u64 <= (stats.disconnects + 1) * 200,
+        "accepted {accepted}, ambiguous {ambiguous}, not sent {not_sent}, {stats:?}"
     );
     // And it is still working.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -379,13 +386,14 @@ async fn shutdown_waits_for_in_flight_responses() {
         .expect("shutdown in time");
     // Reported (in the sink) before shutdown returned; the collector reads them just after.
     wait_for(&seen, "20 outcomes", Duration::from_secs(2), |s| s.outcomes.len() == 20).await;
-    let s = seen.lock().unwrap();
-    assert!(
-        s.outcomes
-            .iter()
-            .all(|(_, o)| matches!(o, SendOutcome::Accepted { .. }))
-    );
-    drop(s);
+    {
+        let s = seen.lock().unwrap();
+        assert!(
+            s.outcomes
+                .iter()
+                .all(|(_, o)| matches!(o, SendOutcome::Accepted { .. }))
+        );
+    }
     assert_eq!(channel.health(), Health::Down);
     sim.shutdown().await;
 }
