@@ -174,11 +174,11 @@ pub(super) async fn run(
         {
             None => break,
             Some(Err(reason)) => reason,
-            Some(Ok(stream)) => {
+            Some(Ok((stream, early))) => {
                 backoff = min;
                 shared.bound.store(true, Ordering::Release);
                 info!(provider_id = shared.provider_id, host = %s.host, port = s.port, system_id = %s.system_id, "SMPP bound as transceiver");
-                let mut session = Session::new(stream, &mut outer);
+                let mut session = Session::new(stream, early, &mut outer);
                 let end = session.run().await;
                 shared.bound.store(false, Ordering::Release);
                 let reason = match &end {
@@ -225,7 +225,7 @@ pub(super) async fn run(
 }
 
 /// Connect and bind as transceiver; the stream is returned bound, or why it is not.
-async fn connect_and_bind(shared: &Shared) -> Result<TcpStream, String> {
+async fn connect_and_bind(shared: &Shared) -> Result<(TcpStream, BytesMut), String> {
     let s = &shared.settings;
     let limit = Duration::from_secs(s.response_timeout_secs.max(1));
     let mut stream = timeout(limit, TcpStream::connect((s.host.as_str(), s.port)))
@@ -284,12 +284,8 @@ async fn connect_and_bind(shared: &Shared) -> Result<TcpStream, String> {
     timeout(limit, read)
         .await
         .map_err(|_| "no bind response in time".to_string())??;
-    if !buf.is_empty() {
-        // The SMSC spoke before we did (an early deliver_sm): rare enough that letting
-        // it redeliver beats carrying these bytes into the session.
-        debug!(bytes = buf.len(), "bytes after bind_transceiver_resp dropped");
-    }
-    Ok(stream)
+    // Whatever followed the bind response (an SMSC may deliver at once) is the session's.
+    Ok((stream, buf))
 }
 
 /// A message being sent on this connection.
@@ -384,7 +380,7 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn new(stream: TcpStream, outer: &'a mut Outer) -> Self {
+    fn new(stream: TcpStream, early: BytesMut, outer: &'a mut Outer) -> Self {
         let s = &outer.shared.settings;
         let response_timeout = Duration::from_secs(s.response_timeout_secs.max(1));
         let enquire_interval = Duration::from_secs(s.enquire_link_interval_secs.max(1));
@@ -393,7 +389,7 @@ impl<'a> Session<'a> {
             outer,
             stream,
             codec: CommandCodec::new().without_max_length(),
-            rbuf: BytesMut::with_capacity(256 * 1024),
+            rbuf: early,
             wbuf: BytesMut::with_capacity(256 * 1024),
             encoded: 0,
             written: 0,
@@ -508,6 +504,9 @@ impl<'a> Session<'a> {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.take_ready();
+        if self.frames().await? {
+            return Ok(());
+        }
         self.flush()?;
         loop {
             let read = self.acks.len() < MAX_UNACKED;
@@ -588,6 +587,11 @@ impl<'a> Session<'a> {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) => return Err(format!("read: {e}")),
         }
+        self.frames().await
+    }
+
+    /// Handle every whole PDU in the read buffer. `true`: the session is over.
+    async fn frames(&mut self) -> Result<bool, String> {
         while self.rbuf.len() >= 16 {
             let len = u32::from_be_bytes([self.rbuf[0], self.rbuf[1], self.rbuf[2], self.rbuf[3]]) as usize;
             if !(16..=MAX_PDU).contains(&len) {
@@ -700,6 +704,16 @@ impl<'a> Session<'a> {
         let status_name = wire::status_name(status);
         let problem = match (status, id) {
             (ESME_ROK, Some(id)) => {
+                // Aliases go in as soon as both ids are known, not when the message is
+                // complete: a part's receipt can beat the last part's submit_sm_resp.
+                let aliases = &mut self.outer.aliases;
+                if inflight.part == 0 {
+                    for later in msg.ids.iter().skip(1).filter(|s| !s.is_empty()) {
+                        aliases.insert(later.clone(), id.clone());
+                    }
+                } else if !msg.ids[0].is_empty() {
+                    aliases.insert(id.clone(), msg.ids[0].clone());
+                }
                 msg.ids[inflight.part] = id;
                 None
             }
@@ -745,9 +759,6 @@ impl<'a> Session<'a> {
             None => {
                 let segments = msg.ids.len() as u32;
                 let first = msg.ids[0].clone();
-                for part in msg.ids.iter().skip(1) {
-                    self.outer.aliases.insert(part.clone(), first.clone());
-                }
                 let response = if segments == 1 {
                     json!({ "message_id": &first })
                 } else {
