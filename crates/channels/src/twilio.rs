@@ -356,7 +356,7 @@ pub fn parse_inbound(params: &[(String, String)]) -> Option<Inbound> {
     })
 }
 
-/// What the HTTP adapters (this one and Kannel's) share.
+/// What the one-request-per-message adapters (this one, Kannel, SMTP) share.
 pub(crate) mod http {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, Ordering};
