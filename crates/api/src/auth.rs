@@ -222,6 +222,16 @@ needs! {
     ClientsWrite => ClientsWrite;
     ContactImportsRead => ContactImportsRead;
     ContactImportsWrite => ContactImportsWrite;
+    TransmissionsRead => TransmissionsRead;
+    TransmissionsWrite => TransmissionsWrite;
+    ProvidersRead => ProvidersRead;
+    ProvidersWrite => ProvidersWrite;
+    WebhookEndpointsRead => WebhookEndpointsRead;
+    WebhookEndpointsWrite => WebhookEndpointsWrite;
+    TextsRead => TextsRead;
+    TextsWrite => TextsWrite;
+    TemplatesRead => TemplatesRead;
+    TemplatesWrite => TemplatesWrite;
 }
 
 /// An authenticated caller who satisfies `N`. Its `account_id` is the tenant every query

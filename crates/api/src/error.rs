@@ -44,6 +44,9 @@ pub enum ApiError {
     Validation(ValidationErrors),
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// 501: something sauti does not do yet; the message says what.
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -79,6 +82,7 @@ impl ApiError {
             ApiError::WrongMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", base(m)),
             ApiError::Validation(v) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", v.0.clone()),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", base(m)),
+            ApiError::NotImplemented(m) => (StatusCode::NOT_IMPLEMENTED, "not_implemented", base(m)),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",

@@ -46,6 +46,9 @@ pub struct ApiConfig {
     /// Writes through this process clear it at once; this bounds how long a token revoked
     /// through another node keeps working here. Zero disables the cache.
     pub auth_cache_ttl: Duration,
+    /// sauti's base URL as providers reach it: callback URLs are checked against it
+    /// (Twilio signs the full URL).
+    pub public_url: String,
 }
 
 impl Default for ApiConfig {
@@ -57,6 +60,7 @@ impl Default for ApiConfig {
             logo_limit_bytes: 2 * 1024 * 1024,
             data_dir: std::path::PathBuf::from("sauti-data"),
             auth_cache_ttl: Duration::from_secs(2),
+            public_url: "http://127.0.0.1:8080".into(),
         }
     }
 }
@@ -68,6 +72,9 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     metrics: Arc<metrics::HttpMetrics>,
     auth_cache: Arc<auth::AuthCache>,
+    /// Notified when new work may be due, so the engine in this process starts at once
+    /// instead of at its next poll.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -77,6 +84,7 @@ impl AppState {
             auth_cache: Arc::new(auth::AuthCache::new(config.auth_cache_ttl)),
             config: Arc::new(config),
             metrics: Arc::new(metrics::HttpMetrics::new()),
+            wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }

@@ -7,7 +7,10 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
-use crate::routes::{access_tokens, accounts, clients, contact_imports, contacts, groups, ops, session, users};
+use crate::routes::{
+    access_tokens, accounts, clients, contact_imports, contacts, content, groups, ops, providers, session,
+    transmissions, users, webhook_endpoints,
+};
 
 /// Query parameters every list endpoint takes.
 #[derive(Debug, utoipa::IntoParams)]
@@ -44,6 +47,14 @@ pub struct ListParams {
         contact_imports::export_contacts, contact_imports::export_group, contact_imports::sample,
         clients::index, clients::create, clients::show, clients::update, clients::destroy, clients::contacts,
         clients::put_logo, clients::show_logo, clients::destroy_logo,
+        providers::index, providers::create, providers::show, providers::update, providers::destroy,
+        content::texts_index, content::texts_create, content::texts_show, content::texts_update, content::texts_destroy,
+        content::templates_index, content::templates_create, content::templates_show, content::templates_update, content::templates_destroy,
+        transmissions::index, transmissions::create, transmissions::show, transmissions::destroy,
+        transmissions::create_event, transmissions::clone, transmissions::attempts, transmissions::results,
+        webhook_endpoints::index, webhook_endpoints::create, webhook_endpoints::show, webhook_endpoints::update,
+        webhook_endpoints::destroy, webhook_endpoints::deliveries, webhook_endpoints::delivery,
+        webhook_endpoints::delivery_attempts, webhook_endpoints::replay,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(crate::ErrorBody)),
@@ -56,6 +67,10 @@ pub struct ListParams {
         (name = "contacts", description = "The people an account reaches"),
         (name = "groups", description = "Named lists of contacts"),
         (name = "clients", description = "Organisations the account works with"),
+        (name = "providers", description = "Routes to the outside: SMPP, Twilio-compatible, Kannel, SMTP, sandbox"),
+        (name = "content", description = "SMS texts and email templates"),
+        (name = "transmissions", description = "Messages, their attempts and results"),
+        (name = "webhooks", description = "Signed outbound events"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

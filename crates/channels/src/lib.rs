@@ -166,9 +166,20 @@ pub type Ack = oneshot::Sender<()>;
 /// What an adapter reports.
 #[derive(Debug)]
 pub enum Event {
-    Outcome { attempt_id: i64, outcome: SendOutcome },
-    Receipt { provider_id: i64, receipt: Receipt, ack: Option<Ack> },
-    Inbound { provider_id: i64, message: Inbound, ack: Option<Ack> },
+    Outcome {
+        attempt_id: i64,
+        outcome: SendOutcome,
+    },
+    Receipt {
+        provider_id: i64,
+        receipt: Receipt,
+        ack: Option<Ack>,
+    },
+    Inbound {
+        provider_id: i64,
+        message: Inbound,
+        ack: Option<Ack>,
+    },
 }
 
 /// Where adapters send their events. Bounded: a slow database slows the adapters down
@@ -233,6 +244,9 @@ pub fn kind_channels(kind: &str) -> &'static [&'static str] {
 pub fn validate(kind: &str, settings: &serde_json::Value) -> Result<(), ConfigError> {
     match kind {
         "sandbox" => sandbox::validate_settings(settings).map(|_| ()),
+        "smpp" => smpp::validate_settings(settings).map(|_| ()),
+        "twilio" => twilio::validate_settings(settings).map(|_| ()),
+        "kannel" => kannel::validate_settings(settings).map(|_| ()),
         other => Err(ConfigError::Invalid {
             field: "kind".into(),
             message: format!("{other} is not a provider kind (expected one of: {})", KINDS.join(", ")),
@@ -246,12 +260,15 @@ pub fn build(
     provider_id: i64,
     settings: &serde_json::Value,
     throughput_per_second: Option<u32>,
-    _ctx: &Context,
+    ctx: &Context,
     sink: EventSink,
 ) -> Result<std::sync::Arc<dyn Channel>, ConfigError> {
-    let _ = throughput_per_second;
+    let tps = throughput_per_second;
     Ok(match kind {
         "sandbox" => sandbox::SandboxChannel::new(provider_id, sandbox::validate_settings(settings)?, sink),
+        "smpp" => smpp::SmppChannel::start(provider_id, smpp::validate_settings(settings)?, tps, sink),
+        "twilio" => twilio::TwilioChannel::new(provider_id, twilio::validate_settings(settings)?, tps, ctx, sink),
+        "kannel" => kannel::KannelChannel::new(provider_id, kannel::validate_settings(settings)?, tps, ctx, sink),
         other => {
             return Err(ConfigError::Invalid {
                 field: "kind".into(),

@@ -12,7 +12,8 @@ use serde::Deserialize;
 
 use crate::{Channel, ConfigError, Event, EventSink, Failure, Health, Outbound, Receipt, ReceiptStatus, SendOutcome};
 
-/// Numbers with a fixed fate in the sandbox.
+/// Numbers with a fixed fate in the sandbox: Twilio's test range (+1 500 555 xxxx), valid
+/// numbers that reach no one.
 pub mod numbers {
     /// Refused at once as an invalid number (permanent, code 21211).
     pub const INVALID: &str = "+15005550001";
@@ -155,7 +156,11 @@ impl Channel for SandboxChannel {
             let attempt_id = message.attempt_id;
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                let raw_status = if status == ReceiptStatus::Delivered { "delivered" } else { "undelivered" };
+                let raw_status = if status == ReceiptStatus::Delivered {
+                    "delivered"
+                } else {
+                    "undelivered"
+                };
                 let receipt = Receipt {
                     remote_id,
                     attempt_id: Some(attempt_id),
@@ -181,4 +186,24 @@ impl Channel for SandboxChannel {
     }
 
     async fn shutdown(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbers::*;
+
+    #[test]
+    fn sandbox_numbers_are_valid_numbers() {
+        for n in [
+            INVALID,
+            UNDELIVERED,
+            THROTTLED_ONCE,
+            TEMPORARY_FAILURE,
+            PROVIDER_FAULT,
+            NO_RECEIPT,
+        ] {
+            let m = sauti_core::msisdn::Msisdn::parse(n, None).unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert_eq!(m.as_str(), n);
+        }
+    }
 }

@@ -20,9 +20,13 @@ Configuration (later sources win): built-in defaults, then the TOML file given w
   SAUTI_LOG_FORMAT            text | json [default: text]; logs always go to stderr
   SAUTI_SESSION_TTL_SECONDS   lifetime of a login session token [default: 86400]
   SAUTI_BODY_LIMIT_BYTES      largest accepted request body [default: 1048576]
+  SAUTI_PUBLIC_URL            sauti's base URL as providers reach it, for status
+                              callbacks and DLR URLs [default: http://<SAUTI_BIND>]
+  SAUTI_LEASE_SECONDS         how long a worker's claim on a message lasts before
+                              another worker may take it over [default: 30]
 
 TOML keys: bind, data_dir, database_url, log, log_format, session_ttl_seconds,
-body_limit_bytes (same meanings). Example:
+body_limit_bytes, public_url, lease_seconds (same meanings). Example:
 
   bind = \"0.0.0.0:8080\"
   database_url = \"postgres://sauti@db.internal/sauti\"

@@ -45,61 +45,82 @@ pub(crate) async fn open_store(config: &Config) -> Result<Store> {
 }
 
 pub async fn serve(config: &Config, args: &ServeArgs) -> Result<()> {
-    match args.role {
-        Role::All | Role::Api => {}
-        // Refused rather than accepted as a no-op: a node started as a worker that does no
-        // work would look healthy while nothing is ever delivered.
-        Role::Worker => bail!(
-            "--role worker is not available yet: workers arrive with the delivery engine; \
-             use --role api or --role all"
-        ),
-    }
-
     let store = open_store(config).await?;
     // Handlers go in before the address is announced: whoever reads "listening on" may
     // signal at once, and a signal arriving before a handler exists would kill the process
     // with a non-zero status. (Before this point the default action is right: there is
     // nothing to drain, and Ctrl-C during a slow database connect should just stop.)
     let mut signals = Signals::install()?;
-    let listener = TcpListener::bind(&config.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.bind))?;
-    let addr = listener.local_addr().context("cannot read the bound address")?;
-    tracing::info!(role = args.role.name(), "listening on http://{addr}");
-
     let stop = CancellationToken::new();
-    let state = sauti_api::AppState::new(store.clone(), config.api_config());
-    let mut server = tokio::spawn(sauti_api::run(state, listener, stop.clone().cancelled_owned()));
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let engine = matches!(args.role, Role::All | Role::Worker).then(|| {
+        let engine_config = config.engine_config();
+        tracing::info!(owner = %engine_config.owner, "delivery workers started");
+        sauti_engine::Engine::start(store.clone(), engine_config, wake.clone(), stop.clone())
+    });
+    let mut server = if args.role == Role::Worker {
+        tracing::info!(role = args.role.name(), "running delivery workers only (no HTTP API)");
+        None
+    } else {
+        let listener = TcpListener::bind(&config.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.bind))?;
+        let addr = listener.local_addr().context("cannot read the bound address")?;
+        tracing::info!(role = args.role.name(), "listening on http://{addr}");
+        let mut state = sauti_api::AppState::new(store.clone(), config.api_config());
+        state.wake = wake.clone();
+        Some(tokio::spawn(sauti_api::run(
+            state,
+            listener,
+            stop.clone().cancelled_owned(),
+        )))
+    };
 
     let outcome = tokio::select! {
-        joined = &mut server => {
+        joined = async { server.as_mut().expect("only polled with a server").await }, if server.is_some() => {
             // The server never returns on its own unless accepting failed.
             Err(anyhow::anyhow!("HTTP server stopped unexpectedly: {}", describe(joined)))
         }
         signal = signals.recv() => {
-            tracing::info!(signal, "shutting down: finishing requests in flight");
+            tracing::info!(signal, "shutting down: finishing requests and sends in flight");
             stop.cancel();
-            tokio::select! {
-                joined = tokio::time::timeout(SHUTDOWN_GRACE, &mut server) => match joined {
-                    Ok(Ok(Ok(()))) => Ok(()),
-                    Ok(joined) => Err(anyhow::anyhow!("HTTP server failed while draining: {}", describe(joined))),
-                    Err(_) => {
-                        tracing::warn!(
-                            grace_seconds = SHUTDOWN_GRACE.as_secs(),
-                            "requests still in flight after the grace period; stopping anyway"
-                        );
+            match server.as_mut() {
+                None => Ok(()),
+                Some(server) => tokio::select! {
+                    joined = tokio::time::timeout(SHUTDOWN_GRACE, server) => match joined {
+                        Ok(Ok(Ok(()))) => Ok(()),
+                        Ok(joined) => Err(anyhow::anyhow!("HTTP server failed while draining: {}", describe(joined))),
+                        Err(_) => {
+                            tracing::warn!(
+                                grace_seconds = SHUTDOWN_GRACE.as_secs(),
+                                "requests still in flight after the grace period; stopping anyway"
+                            );
+                            Ok(())
+                        }
+                    },
+                    // A second signal means the operator does not want to wait.
+                    signal = signals.recv() => {
+                        tracing::warn!(signal, "second signal: stopping without waiting for requests in flight");
                         Ok(())
                     }
                 },
-                // A second signal means the operator does not want to wait.
-                signal = signals.recv() => {
-                    tracing::warn!(signal, "second signal: stopping without waiting for requests in flight");
-                    Ok(())
-                }
             }
         }
     };
-    server.abort();
+    stop.cancel();
+    if let Some(s) = server {
+        s.abort();
+    }
+    if let Some(engine) = engine {
+        // Unsent work keeps its lease and is taken over after it expires; waiting here
+        // only lets in-flight sends report their outcome.
+        if tokio::time::timeout(Duration::from_secs(10), engine.join())
+            .await
+            .is_err()
+        {
+            tracing::warn!("delivery workers still busy at exit; their leases will be reclaimed");
+        }
+    }
     // Requests abandoned after the grace period may still hold connections, and closing
     // the pool waits for them; do not let that hang the exit.
     if tokio::time::timeout(Duration::from_secs(5), store.close())

@@ -51,6 +51,11 @@ pub struct Config {
     pub log_format: LogFormat,
     pub session_ttl: Duration,
     pub body_limit_bytes: usize,
+    /// sauti's base URL as providers reach it (status callbacks, DLR URLs); defaults to
+    /// `http://<bind>`.
+    pub public_url: String,
+    /// How long a worker's claim on a transmission lasts before another may take it.
+    pub lease: Duration,
 }
 
 /// The TOML file: every key optional, unknown keys rejected so a typo is not silently
@@ -65,6 +70,8 @@ struct FileConfig {
     log_format: Option<String>,
     session_ttl_seconds: Option<u64>,
     body_limit_bytes: Option<usize>,
+    public_url: Option<String>,
+    lease_seconds: Option<u64>,
 }
 
 /// One layer's worth of settings, before defaults fill the gaps.
@@ -77,6 +84,8 @@ struct Layer {
     log_format: Option<LogFormat>,
     session_ttl_seconds: Option<u64>,
     body_limit_bytes: Option<usize>,
+    public_url: Option<String>,
+    lease_seconds: Option<u64>,
 }
 
 impl Layer {
@@ -90,6 +99,8 @@ impl Layer {
             log_format: over.log_format.or(self.log_format),
             session_ttl_seconds: over.session_ttl_seconds.or(self.session_ttl_seconds),
             body_limit_bytes: over.body_limit_bytes.or(self.body_limit_bytes),
+            public_url: over.public_url.or(self.public_url),
+            lease_seconds: over.lease_seconds.or(self.lease_seconds),
         }
     }
 }
@@ -116,6 +127,16 @@ impl Config {
             session_ttl: self.session_ttl,
             body_limit_bytes: self.body_limit_bytes,
             data_dir: self.data_dir.clone(),
+            public_url: self.public_url.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Settings of the delivery engine.
+    pub fn engine_config(&self) -> sauti_engine::EngineConfig {
+        sauti_engine::EngineConfig {
+            lease: self.lease,
+            public_url: self.public_url.clone(),
             ..Default::default()
         }
     }
@@ -141,6 +162,8 @@ fn from_toml(text: &str) -> Result<Layer> {
             .context("log_format")?,
         session_ttl_seconds: file.session_ttl_seconds,
         body_limit_bytes: file.body_limit_bytes,
+        public_url: file.public_url,
+        lease_seconds: file.lease_seconds,
     })
 }
 
@@ -172,6 +195,8 @@ fn from_env(env: &impl Fn(&str) -> Option<String>) -> Result<Layer> {
             .map(usize::try_from)
             .transpose()
             .context("SAUTI_BODY_LIMIT_BYTES is too large")?,
+        public_url: var("SAUTI_PUBLIC_URL"),
+        lease_seconds: number("SAUTI_LEASE_SECONDS")?,
     })
 }
 
@@ -203,7 +228,21 @@ fn resolve(layer: Layer) -> Result<Config> {
     if body_limit_bytes == 0 {
         bail!("body_limit_bytes must be positive");
     }
+    let public_url = layer
+        .public_url
+        .unwrap_or_else(|| format!("http://{bind}"))
+        .trim_end_matches('/')
+        .to_string();
+    if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+        bail!("public_url must be an http:// or https:// URL, got {public_url:?}");
+    }
+    let lease_seconds = layer.lease_seconds.unwrap_or(30);
+    if lease_seconds == 0 {
+        bail!("lease_seconds must be positive");
+    }
     Ok(Config {
+        public_url,
+        lease: Duration::from_secs(lease_seconds),
         bind,
         data_dir,
         database_url,

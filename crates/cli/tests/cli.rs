@@ -354,17 +354,45 @@ async fn config_file_is_read_and_env_wins_over_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn worker_role_is_refused_until_workers_exist() {
+async fn worker_role_runs_workers_without_http_and_stops_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
-    let output = run(
+    let mut child = sauti(
         dir.path(),
         &["serve", "--role", "worker"],
         &[("SAUTI_BIND", "127.0.0.1:0")],
     )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    let started = tokio::time::timeout(START_TIMEOUT, async {
+        while let Some(line) = lines.next_line().await.expect("read serve's stderr") {
+            log.push_str(&format!("{line}\n"));
+            assert!(!line.contains("listening on"), "a worker must not serve HTTP:\n{log}");
+            if line.contains("delivery workers only") {
+                return true;
+            }
+        }
+        false
+    })
     .await;
-    assert!(!output.status.success(), "{}", describe(&output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("delivery engine"), "{}", describe(&output));
+    assert_eq!(started, Ok(true), "the worker did not start:\n{log}");
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(EXIT_TIMEOUT, child.wait())
+        .await
+        .expect("worker exits")
+        .unwrap();
+    assert!(status.success(), "a worker exits 0 on SIGINT, got {status}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -385,6 +413,8 @@ async fn help_documents_the_configuration() {
         "SAUTI_LOG_FORMAT",
         "SAUTI_SESSION_TTL_SECONDS",
         "SAUTI_BODY_LIMIT_BYTES",
+        "SAUTI_PUBLIC_URL",
+        "SAUTI_LEASE_SECONDS",
     ] {
         assert!(help.contains(needle), "--help does not mention {needle}:\n{help}");
     }

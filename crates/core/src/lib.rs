@@ -12,6 +12,7 @@ pub mod msisdn;
 pub mod permissions;
 pub mod secret;
 pub mod sms;
+pub mod template;
 pub mod validation;
 
 pub use permissions::Permission;

@@ -58,6 +58,10 @@ permissions! {
     WebhookEndpointsWrite => "webhook_endpoints_write",
     VerificationsRead => "verifications_read",
     VerificationsWrite => "verifications_write",
+    TextsRead => "texts_read",
+    TextsWrite => "texts_write",
+    TemplatesRead => "templates_read",
+    TemplatesWrite => "templates_write",
 }
 
 impl std::fmt::Display for Permission {

@@ -63,7 +63,10 @@ fn gsm_septets(c: char) -> Option<(u8, Option<u8>)> {
     if let Some(i) = BASIC.iter().position(|&b| b == c) {
         return Some((i as u8, None));
     }
-    EXTENSION.iter().find(|(e, _)| *e == c).map(|(_, code)| (0x1B, Some(*code)))
+    EXTENSION
+        .iter()
+        .find(|(e, _)| *e == c)
+        .map(|(_, code)| (0x1B, Some(*code)))
 }
 
 /// Septets a GSM-7 character costs (1 or 2), `None` outside GSM-7.
@@ -109,7 +112,11 @@ pub fn analyze(text: &str) -> Analysis {
     let encoding = encoding_of(text);
     let units: usize = text.chars().map(|c| cost(encoding, c)).sum();
     let (single, _) = limits(encoding);
-    let segments = if units <= single { 1 } else { split_with(text, encoding).len() };
+    let segments = if units <= single {
+        1
+    } else {
+        split_with(text, encoding).len()
+    };
     Analysis {
         encoding,
         segments: segments as u32,

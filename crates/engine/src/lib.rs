@@ -167,7 +167,7 @@ fn now_plus(d: Duration) -> chrono::DateTime<Utc> {
 }
 
 /// Reload the routing table when the providers table changed.
-async fn refresh_registry(inner: &Inner, seen: &mut Option<(i64, Option<chrono::DateTime<Utc>>)>) {
+async fn refresh_registry(inner: &Inner, seen: &mut Option<(i64, Option<String>)>) {
     let version = match inner.store.providers_version().await {
         Ok(v) => v,
         Err(e) => {
@@ -221,7 +221,10 @@ async fn dispatch_loop(inner: Arc<Inner>, stop: CancellationToken) {
             refresh_registry(&inner, &mut seen).await;
             last_refresh = std::time::Instant::now();
         }
-        let room = inner.config.max_in_flight.saturating_sub(inner.in_flight.load(Ordering::Acquire));
+        let room = inner
+            .config
+            .max_in_flight
+            .saturating_sub(inner.in_flight.load(Ordering::Acquire));
         let mut claimed = 0;
         if room > 0 {
             let registry = inner.registry.read().unwrap_or_else(|e| e.into_inner()).clone();
@@ -285,7 +288,9 @@ async fn dispatch_loop(inner: Arc<Inner>, stop: CancellationToken) {
                             _ => (0, registry.sandbox.clone()),
                         };
                         let identity = Arc::as_ptr(&adapter) as *const () as usize;
-                        let entry = feeders.entry(key).or_insert_with(|| (identity, feeder(adapter.clone())));
+                        let entry = feeders
+                            .entry(key)
+                            .or_insert_with(|| (identity, feeder(adapter.clone())));
                         if entry.0 != identity {
                             *entry = (identity, feeder(adapter));
                         }
@@ -321,7 +326,10 @@ fn outbound(t: &sauti_store::Transmission, a: &sauti_store::Attempt) -> Outbound
         subject: t.subject.clone(),
         html: t.html.clone(),
         attachments: vec![],
-        validity: t.validity_period.and_then(|s| u64::try_from(s).ok()).map(Duration::from_secs),
+        validity: t
+            .validity_period
+            .and_then(|s| u64::try_from(s).ok())
+            .map(Duration::from_secs),
         want_receipt: true,
     }
 }
@@ -381,6 +389,21 @@ fn ambiguous(inner: &Inner, reason: String, now: chrono::DateTime<Utc>) -> Settl
         message: format!("{reason}; the provider may or may not have the message"),
         raw_status: None,
         retry_at: now,
+    }
+}
+
+/// A receipt as an adapter (or a provider callback) reported it, for the store.
+pub fn receipt_in(kind: &str, provider_id: Option<i64>, receipt: sauti_channels::Receipt) -> ReceiptIn {
+    ReceiptIn {
+        kind: kind.to_string(),
+        provider_id,
+        attempt_id: receipt.attempt_id,
+        remote_id: receipt.remote_id,
+        status: receipt_status(receipt.status),
+        raw_status: receipt.raw_status,
+        error_code: receipt.error_code,
+        done_at: receipt.done_at,
+        raw: receipt.raw,
     }
 }
 
@@ -446,17 +469,7 @@ async fn write_loop(inner: Arc<Inner>, mut events: mpsc::Receiver<Event>, stop: 
                         ack,
                     } => {
                         let kind = provider_kind(&inner, provider_id);
-                        receipts.push(ReceiptIn {
-                            kind,
-                            provider_id: (provider_id != 0).then_some(provider_id),
-                            attempt_id: receipt.attempt_id,
-                            remote_id: receipt.remote_id,
-                            status: receipt_status(receipt.status),
-                            raw_status: receipt.raw_status,
-                            error_code: receipt.error_code,
-                            done_at: receipt.done_at,
-                            raw: receipt.raw,
-                        });
+                        receipts.push(receipt_in(&kind, (provider_id != 0).then_some(provider_id), receipt));
                         acks.extend(ack);
                     }
                     Event::Inbound {
@@ -495,7 +508,9 @@ async fn write_loop(inner: Arc<Inner>, mut events: mpsc::Receiver<Event>, stop: 
         for (provider_id, m, ack) in inbound {
             let account = {
                 let reg = inner.registry.read().unwrap_or_else(|e| e.into_inner());
-                reg.by_provider.get(&provider_id).and_then(|_| account_of(&reg, provider_id))
+                reg.by_provider
+                    .get(&provider_id)
+                    .and_then(|_| account_of(&reg, provider_id))
             };
             let Some(account_id) = account else {
                 tracing::warn!(provider_id, "inbound message for an unknown provider; not acknowledged");
@@ -551,7 +566,11 @@ async fn reclaim_loop(inner: Arc<Inner>, stop: CancellationToken) {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(every) => {}
         }
-        if let Err(e) = inner.store.renew_leases(&inner.config.owner, now_plus(inner.config.lease)).await {
+        if let Err(e) = inner
+            .store
+            .renew_leases(&inner.config.owner, now_plus(inner.config.lease))
+            .await
+        {
             tracing::warn!(error = %e, "renewing leases failed");
         }
         if let Err(e) = reclaim(&inner).await {

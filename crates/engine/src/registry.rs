@@ -42,7 +42,11 @@ impl Registry {
     pub fn choose(&self, t: &Transmission) -> Option<Choice> {
         let routes = self.by_account.get(&t.account_id);
         let serving: Vec<&Arc<Route>> = routes
-            .map(|r| r.iter().filter(|r| r.channels.iter().any(|c| *c == t.channel)).collect())
+            .map(|r| {
+                r.iter()
+                    .filter(|r| r.channels.iter().any(|c| *c == t.channel))
+                    .collect()
+            })
             .unwrap_or_default();
         if serving.is_empty() {
             return Some(Choice::Sandbox);

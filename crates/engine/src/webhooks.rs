@@ -70,7 +70,9 @@ pub(crate) async fn deliver_loop(
         };
         let busy = !due.is_empty();
         for (delivery, endpoint) in due {
-            let Ok(permit) = permits.clone().acquire_owned().await else { break };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
             let (store, client) = (store.clone(), client.clone());
             tokio::spawn(async move {
                 deliver(&store, &client, &delivery, &endpoint).await;
@@ -134,7 +136,16 @@ async fn deliver(store: &Store, client: &reqwest::Client, d: &WebhookDelivery, e
     let error = error.or_else(|| (!ok).then(|| format!("HTTP {}", code.unwrap_or(0))));
     let disable = gone.then_some("the endpoint answered 410 Gone");
     if let Err(err) = store
-        .record_webhook_try(d, code, error.as_deref(), body.as_deref(), duration_ms, ok, next, disable)
+        .record_webhook_try(
+            d,
+            code,
+            error.as_deref(),
+            body.as_deref(),
+            duration_ms,
+            ok,
+            next,
+            disable,
+        )
         .await
     {
         tracing::warn!(error = %err, delivery_id = d.id, "recording a webhook try failed; it will be retried when its lease ends");

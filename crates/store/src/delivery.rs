@@ -252,8 +252,14 @@ impl Store {
         body: &str,
         raw: &Value,
     ) -> StoreResult<Transmission> {
-        self.record_provider_event(Some(account_id), provider_id, &format!("{kind}.inbound"), "applied", raw)
-            .await?;
+        self.record_provider_event(
+            Some(account_id),
+            provider_id,
+            &format!("{kind}.inbound"),
+            "applied",
+            raw,
+        )
+        .await?;
         let contact = self.find_contact_by_msisdn(account_id, from).await?;
         let a = sauti_core::sms::analyze(body);
         let row = NewTransmission {
@@ -339,14 +345,21 @@ fn outcome_sql(d: crate::Dialect, o: &Outcome, now: DateTime<Utc>) -> (Option<Q>
         q
     });
     let mut t = Q::new(d);
-    t.push("UPDATE transmissions SET leased_until = NULL, lease_owner = NULL, updated_at = ").ts(now);
+    t.push("UPDATE transmissions SET leased_until = NULL, lease_owner = NULL, updated_at = ")
+        .ts(now);
     match &o.settle {
         Settle::Sent { .. } => {
             t.push(", status = 'sent', next_attempt_at = NULL, error_code = NULL, error_message = NULL, sent_at = ")
                 .ts(now);
+            if let Some(a) = o.attempt_id {
+                t.push(", provider_id = (SELECT provider_id FROM attempts WHERE id = ")
+                    .int(a)
+                    .push(")");
+            }
         }
         Settle::Requeue { retry_at, .. } => {
-            t.push(", status = 'queued', attempts = attempts - 1, next_attempt_at = ").ts(*retry_at);
+            t.push(", status = 'queued', attempts = attempts - 1, next_attempt_at = ")
+                .ts(*retry_at);
         }
         Settle::Fail {
             permanent: true,
@@ -354,7 +367,8 @@ fn outcome_sql(d: crate::Dialect, o: &Outcome, now: DateTime<Utc>) -> (Option<Q>
             message,
             ..
         } => {
-            t.push(", status = 'failed', next_attempt_at = NULL, completed_at = ").ts(now);
+            t.push(", status = 'failed', next_attempt_at = NULL, completed_at = ")
+                .ts(now);
             t.push(", error_code = ").opt_text(code.as_deref());
             t.push(", error_message = ").text(message);
         }
@@ -367,15 +381,20 @@ fn outcome_sql(d: crate::Dialect, o: &Outcome, now: DateTime<Utc>) -> (Option<Q>
             ..
         } => {
             t.push(", status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END");
-            t.push(", next_attempt_at = CASE WHEN attempts >= max_attempts THEN NULL ELSE ").ts(*retry_at).push(" END");
-            t.push(", completed_at = CASE WHEN attempts >= max_attempts THEN ").ts(now).push(" ELSE NULL END");
+            t.push(", next_attempt_at = CASE WHEN attempts >= max_attempts THEN NULL ELSE ")
+                .ts(*retry_at)
+                .push(" END");
+            t.push(", completed_at = CASE WHEN attempts >= max_attempts THEN ")
+                .ts(now)
+                .push(" ELSE NULL END");
             t.push(", avoid_provider_id = ").opt_int(*avoid_provider);
             t.push(", error_code = ").opt_text(code.as_deref());
             t.push(", error_message = ").text(message);
         }
         Settle::Reject { status, code, message } => {
             t.push(", status = ").text(status);
-            t.push(", attempts = attempts - 1, next_attempt_at = NULL, completed_at = ").ts(now);
+            t.push(", attempts = attempts - 1, next_attempt_at = NULL, completed_at = ")
+                .ts(now);
             t.push(", error_code = ").text(code);
             t.push(", error_message = ").text(message);
         }

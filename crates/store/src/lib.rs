@@ -35,17 +35,17 @@ pub use clients::Client;
 pub use contacts::{Contact, ContactFields, ContactScope};
 pub use content::{Template, Text};
 pub use delivery::{Outcome, ReceiptIn, ReceiptMatch, Settle};
-pub use providers::Provider;
-pub use transmissions::{Attempt, NewTransmission, ResultRow, Transition, Transmission};
-pub use webhooks::{WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint, WebhookEvent};
 pub use error::{StoreError, StoreResult};
 pub use groups::{Group, NewGroup};
 pub use idempotency::{IdempotencyBegin, IdempotencyRecord};
 pub use imports::{ContactImport, ImportProgress, RejectedRow};
 pub use list::Page;
+pub use providers::Provider;
 pub use sauti_core::filter::Dialect;
 pub use tokens::{AccessToken, NewAccessToken, Principal, TokenKind};
+pub use transmissions::{Attempt, NewTransmission, ResultRow, Transition, Transmission};
 pub use users::{NewUser, User, UserChanges};
+pub use webhooks::{WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint, WebhookEvent};
 
 /// JSON columns: JSONB on PostgreSQL, text on SQLite.
 pub use sqlx::types::Json;

@@ -71,8 +71,9 @@ impl Store {
 
     /// A cheap fingerprint of the providers table (count and newest change), so the engine
     /// reloads its routing table only when something changed.
-    pub async fn providers_version(&self) -> StoreResult<(i64, Option<DateTime<Utc>>)> {
-        let sql = "SELECT COUNT(*), MAX(updated_at) FROM providers";
+    pub async fn providers_version(&self) -> StoreResult<(i64, Option<String>)> {
+        // As text: SQLite's MAX over a text column does not decode as a timestamp.
+        let sql = "SELECT COUNT(*), CAST(MAX(updated_at) AS TEXT) FROM providers";
         Ok(on_pool!(self, p => sqlx::query_as(sql).fetch_one(p).await)?)
     }
 

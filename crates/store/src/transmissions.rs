@@ -125,9 +125,12 @@ impl Transmission {
     pub(crate) fn status_event(&self) -> Option<WebhookEvent> {
         let kind = match self.status.as_str() {
             status::RECEIVED => "transmission.inbound",
-            status::SENT | status::DELIVERED | status::UNDELIVERED | status::FAILED | status::INVALID | status::CANCELED => {
-                "transmission.status_changed"
-            }
+            status::SENT
+            | status::DELIVERED
+            | status::UNDELIVERED
+            | status::FAILED
+            | status::INVALID
+            | status::CANCELED => "transmission.status_changed",
             _ => return None,
         };
         Some(WebhookEvent {
@@ -269,15 +272,51 @@ impl Store {
             let queued = r.status == status::QUEUED;
             let due = queued.then(|| r.scheduled_at.unwrap_or(now).max(now));
             let completed = (!queued).then_some(now);
-            q.push("(").int(r.account_id).push(", ").text(&r.direction).push(", ").text(&r.channel);
-            q.push(", ").text(&r.origin).push(", ").int(r.priority).push(", ").opt_int(r.contact_id);
-            q.push(", ").text(&r.to_address).push(", ").opt_text(r.from_address.as_deref());
-            q.push(", ").text(&r.body).push(", ").opt_text(r.subject.as_deref()).push(", ").opt_text(r.html.as_deref());
+            q.push("(")
+                .int(r.account_id)
+                .push(", ")
+                .text(&r.direction)
+                .push(", ")
+                .text(&r.channel);
+            q.push(", ")
+                .text(&r.origin)
+                .push(", ")
+                .int(r.priority)
+                .push(", ")
+                .opt_int(r.contact_id);
+            q.push(", ")
+                .text(&r.to_address)
+                .push(", ")
+                .opt_text(r.from_address.as_deref());
+            q.push(", ")
+                .text(&r.body)
+                .push(", ")
+                .opt_text(r.subject.as_deref())
+                .push(", ")
+                .opt_text(r.html.as_deref());
             q.push(", ").opt_int(r.text_id).push(", ").opt_int(r.template_id);
-            q.push(", ").opt_text(r.encoding.as_deref()).push(", ").int(r.segments).push(", ").text(&r.status);
-            q.push(", ").int(r.max_attempts).push(", ").opt_ts(due).push(", ").opt_ts(r.scheduled_at);
-            q.push(", ").opt_ts(r.expires_at).push(", ").opt_int(r.validity_period).push(", ").opt_int(r.provider_id);
-            q.push(", ").json(&Value::Object(r.metadata.clone())).push(", ").opt_ts(completed);
+            q.push(", ")
+                .opt_text(r.encoding.as_deref())
+                .push(", ")
+                .int(r.segments)
+                .push(", ")
+                .text(&r.status);
+            q.push(", ")
+                .int(r.max_attempts)
+                .push(", ")
+                .opt_ts(due)
+                .push(", ")
+                .opt_ts(r.scheduled_at);
+            q.push(", ")
+                .opt_ts(r.expires_at)
+                .push(", ")
+                .opt_int(r.validity_period)
+                .push(", ")
+                .opt_int(r.provider_id);
+            q.push(", ")
+                .json(&Value::Object(r.metadata.clone()))
+                .push(", ")
+                .opt_ts(completed);
             q.push(", ").ts(now).push(", ").ts(now).push(")");
         }
         q.push(" RETURNING *");
@@ -345,8 +384,13 @@ impl Store {
         let sql = "DELETE FROM transmissions WHERE account_id = $1 AND id = $2 AND status <> 'sending' RETURNING *";
         let row: Option<Transmission> =
             on_pool!(self, p => sqlx::query_as(sql).bind(account_id).bind(id).fetch_optional(p).await)?;
-        self.transition_result(account_id, id, row, "a transmission being sent cannot be deleted; cancel it or wait")
-            .await
+        self.transition_result(
+            account_id,
+            id,
+            row,
+            "a transmission being sent cannot be deleted; cancel it or wait",
+        )
+        .await
     }
 
     /// `cancel`: a queued (or scheduled) transmission will not be sent.
@@ -384,8 +428,13 @@ impl Store {
         .int(id)
         .push(" AND status IN ('failed', 'undelivered') AND direction = 'outbound' RETURNING *");
         let row = self.update_one_with_events(&q, now).await?;
-        self.transition_result(account_id, id, row, "only a failed or undelivered transmission can be retried")
-            .await
+        self.transition_result(
+            account_id,
+            id,
+            row,
+            "only a failed or undelivered transmission can be retried",
+        )
+        .await
     }
 
     async fn transition_result(
@@ -493,14 +542,21 @@ impl Store {
     /// Extend the leases `owner` holds on transmissions still being sent.
     pub async fn renew_leases(&self, owner: &str, lease_until: DateTime<Utc>) -> StoreResult<u64> {
         let sql = "UPDATE transmissions SET leased_until = $1 WHERE status = 'sending' AND lease_owner = $2";
-        Ok(on_pool!(self, p => sqlx::query(sql).bind(lease_until).bind(owner).execute(p).await.map(|r| r.rows_affected()))?)
+        Ok(
+            on_pool!(self, p => sqlx::query(sql).bind(lease_until).bind(owner).execute(p).await.map(|r| r.rows_affected()))?,
+        )
     }
 
     /// Transmissions whose lease ran out (their worker died): their open attempts become
     /// `ambiguous` — the bytes may or may not have left — and the transmissions are settled
     /// by `policy` through [`Store::apply_outcomes`]. Returns what was reclaimed.
-    pub async fn expired_leases(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<(Transmission, Option<Attempt>)>> {
-        let sql = "SELECT * FROM transmissions WHERE status = 'sending' AND leased_until < $1 ORDER BY leased_until LIMIT $2";
+    pub async fn expired_leases(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<(Transmission, Option<Attempt>)>> {
+        let sql =
+            "SELECT * FROM transmissions WHERE status = 'sending' AND leased_until < $1 ORDER BY leased_until LIMIT $2";
         let rows: Vec<Transmission> =
             on_pool!(self, p => sqlx::query_as(sql).bind(now).bind(i64::from(limit)).fetch_all(p).await)?;
         let mut out = Vec::with_capacity(rows.len());

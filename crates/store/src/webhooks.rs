@@ -176,8 +176,17 @@ impl Subscriptions {
                     q.push(", ");
                 }
                 n += 1;
-                q.push("(").int(e.account_id).push(", ").int(endpoint).push(", ").text(&msg);
-                q.push(", ").text(&e.event_type).push(", ").text(&payload).push(", 'pending', 0, ");
+                q.push("(")
+                    .int(e.account_id)
+                    .push(", ")
+                    .int(endpoint)
+                    .push(", ")
+                    .text(&msg);
+                q.push(", ")
+                    .text(&e.event_type)
+                    .push(", ")
+                    .text(&payload)
+                    .push(", 'pending', 0, ");
                 q.ts(now).push(", ").ts(now).push(", ").ts(now).push(")");
             }
         }
@@ -229,8 +238,13 @@ impl Store {
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(account_id).bind(id).fetch_optional(p).await)?)
     }
 
-    pub async fn list_webhook_endpoints(&self, account_id: i64, query: &ListQuery) -> StoreResult<Page<WebhookEndpoint>> {
-        self.list_rows("webhook_endpoints", account_scope(account_id), query).await
+    pub async fn list_webhook_endpoints(
+        &self,
+        account_id: i64,
+        query: &ListQuery,
+    ) -> StoreResult<Page<WebhookEndpoint>> {
+        self.list_rows("webhook_endpoints", account_scope(account_id), query)
+            .await
     }
 
     pub async fn update_webhook_endpoint(
@@ -328,8 +342,10 @@ impl Store {
         let mut q = Q::new(self.dialect());
         q.push("UPDATE webhook_deliveries SET leased_until = ")
             .ts(lease_until)
-            .push(" WHERE id IN (SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
-                   WHERE d.status = 'pending' AND e.active AND d.next_attempt_at <= ")
+            .push(
+                " WHERE id IN (SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+                   WHERE d.status = 'pending' AND e.active AND d.next_attempt_at <= ",
+            )
             .ts(now)
             .push(" AND (d.leased_until IS NULL OR d.leased_until < ")
             .ts(now)
@@ -339,7 +355,8 @@ impl Store {
             q.push(" FOR UPDATE OF d SKIP LOCKED");
         }
         q.push(") RETURNING *");
-        let rows: Vec<WebhookDelivery> = on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).fetch_all(p).await)?;
+        let rows: Vec<WebhookDelivery> =
+            on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).fetch_all(p).await)?;
         let mut out = Vec::with_capacity(rows.len());
         for d in rows {
             if let Some(e) = self.get_webhook_endpoint(d.account_id, d.endpoint_id).await? {

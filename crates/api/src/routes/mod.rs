@@ -2,13 +2,18 @@
 
 pub mod access_tokens;
 pub mod accounts;
+pub mod callbacks;
 pub mod clients;
 pub mod contact_imports;
 pub mod contacts;
+pub mod content;
 pub mod groups;
 pub mod ops;
+pub mod providers;
 pub mod session;
+pub mod transmissions;
 pub mod users;
+pub mod webhook_endpoints;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -95,6 +100,73 @@ pub fn router(state: AppState) -> Router {
                 // Images are held to `logo_limit_bytes` as they are read; this bounds the
                 // multipart framing around them.
                 .layer(DefaultBodyLimit::max(clients::logo_body_limit(&state.config))),
+        )
+        .route("/api/providers", get(providers::index).post(providers::create))
+        .route(
+            "/api/providers/{id}",
+            get(providers::show).patch(providers::update).delete(providers::destroy),
+        )
+        .route("/api/texts", get(content::texts_index).post(content::texts_create))
+        .route(
+            "/api/texts/{id}",
+            get(content::texts_show)
+                .patch(content::texts_update)
+                .delete(content::texts_destroy),
+        )
+        .route(
+            "/api/templates",
+            get(content::templates_index).post(content::templates_create),
+        )
+        .route(
+            "/api/templates/{id}",
+            get(content::templates_show)
+                .patch(content::templates_update)
+                .delete(content::templates_destroy),
+        )
+        .route(
+            "/api/transmissions",
+            get(transmissions::index).post(transmissions::create),
+        )
+        .route(
+            "/api/transmissions/{id}",
+            get(transmissions::show).delete(transmissions::destroy),
+        )
+        .route("/api/transmissions/{id}/attempts", get(transmissions::attempts))
+        .route("/api/transmissions/{id}/results", get(transmissions::results))
+        .route(
+            "/api/transmissions/{id}/transmission_events",
+            post(transmissions::create_event),
+        )
+        .route("/api/transmissions/{id}/clone", post(transmissions::clone))
+        .route(
+            "/api/webhook_endpoints",
+            get(webhook_endpoints::index).post(webhook_endpoints::create),
+        )
+        .route(
+            "/api/webhook_endpoints/{id}",
+            get(webhook_endpoints::show)
+                .patch(webhook_endpoints::update)
+                .delete(webhook_endpoints::destroy),
+        )
+        .route(
+            "/api/webhook_endpoints/{id}/deliveries",
+            get(webhook_endpoints::deliveries),
+        )
+        .route("/api/webhook_deliveries/{id}", get(webhook_endpoints::delivery))
+        .route(
+            "/api/webhook_deliveries/{id}/attempts",
+            get(webhook_endpoints::delivery_attempts),
+        )
+        .route("/api/webhook_deliveries/{id}/replay", post(webhook_endpoints::replay))
+        .route("/callbacks/twilio/{id}", post(callbacks::twilio_status))
+        .route("/callbacks/twilio/{id}/inbound", post(callbacks::twilio_inbound))
+        .route(
+            "/callbacks/kannel/{id}/dlr",
+            get(callbacks::kannel_dlr).post(callbacks::kannel_dlr),
+        )
+        .route(
+            "/callbacks/kannel/{id}/mo",
+            get(callbacks::kannel_mo).post(callbacks::kannel_mo),
         )
         .route("/api/authenticate", post(session::authenticate))
         .route("/api/logout", post(session::logout))

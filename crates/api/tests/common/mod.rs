@@ -17,7 +17,21 @@ pub struct App {
     pub client: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    engine: Option<(tokio_util::sync::CancellationToken, sauti_engine::Engine)>,
     _db: TestDatabase,
+}
+
+/// Engine settings for tests: quick polls, quick retries, a sandbox that answers at once.
+pub fn test_engine_config(public_url: &str) -> sauti_engine::EngineConfig {
+    sauti_engine::EngineConfig {
+        poll_interval: std::time::Duration::from_millis(20),
+        retry_base: std::time::Duration::from_millis(50),
+        retry_max: std::time::Duration::from_millis(200),
+        lease: std::time::Duration::from_secs(5),
+        sandbox: sauti_channels::sandbox::SandboxSettings { delivery_delay_ms: 20 },
+        public_url: public_url.to_string(),
+        ..Default::default()
+    }
 }
 
 /// A tenant made the way an operator makes one (`sauti accounts create`).
@@ -32,7 +46,25 @@ impl App {
         Self::start_with(backend, ApiConfig::default()).await
     }
 
-    pub async fn start_with(backend: Backend, mut config: ApiConfig) -> Option<App> {
+    /// The server and the delivery engine, as `sauti serve` runs them.
+    pub async fn with_engine(backend: Backend) -> Option<App> {
+        Self::start_full(
+            backend,
+            ApiConfig::default(),
+            Some(|base: &str| test_engine_config(base)),
+        )
+        .await
+    }
+
+    pub async fn start_with(backend: Backend, config: ApiConfig) -> Option<App> {
+        Self::start_full(backend, config, None::<fn(&str) -> sauti_engine::EngineConfig>).await
+    }
+
+    pub async fn start_full(
+        backend: Backend,
+        mut config: ApiConfig,
+        engine: Option<impl FnOnce(&str) -> sauti_engine::EngineConfig>,
+    ) -> Option<App> {
         let db = TestDatabase::create(backend).await?;
         if config.data_dir == ApiConfig::default().data_dir {
             config.data_dir = db.scratch_dir().to_path_buf();
@@ -43,8 +75,14 @@ impl App {
         store.migrate().await.expect("migrate");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().unwrap());
+        config.public_url = base.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let state = AppState::new(store.clone(), config);
+        let engine = engine.map(|make| {
+            let stop = tokio_util::sync::CancellationToken::new();
+            let e = sauti_engine::Engine::start(store.clone(), make(&base), state.wake.clone(), stop.clone());
+            (stop, e)
+        });
         let server = tokio::spawn(sauti_api::run(state, listener, async move {
             let _ = rx.await;
         }));
@@ -54,6 +92,7 @@ impl App {
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             server: Some(server),
+            engine,
             _db: db,
         })
     }
@@ -123,6 +162,10 @@ impl App {
     }
 
     pub async fn stop(mut self) {
+        if let Some((stop, engine)) = self.engine.take() {
+            stop.cancel();
+            engine.join().await;
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -167,6 +210,52 @@ impl Resp {
             self.text
         );
         self.body["code"].as_str().expect("error code")
+    }
+}
+
+/// Like `both_backends!`, with the delivery engine running beside the server.
+#[macro_export]
+macro_rules! both_backends_with_engine {
+    ($name:ident, |$app:ident| $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn scenario($app: $crate::common::App) {
+                $body.await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::common::App::with_engine(sauti_store::testing::Backend::Sqlite)
+                    .await
+                    .unwrap();
+                scenario(app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(app) = $crate::common::App::with_engine(sauti_store::testing::Backend::Postgres).await {
+                    scenario(app).await;
+                }
+            }
+        }
+    };
+}
+
+/// Poll `f` every 20 ms until it returns `Some`, for at most `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
