@@ -4,11 +4,8 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use base64::Engine;
 use common::*;
-use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use sauti_channels::sandbox::numbers;
 use serde_json::{Value, json};
@@ -502,49 +499,6 @@ both_backends_with_engine!(texts_and_templates_are_content_for_transmissions, |a
     assert_status(&r, StatusCode::NO_CONTENT, "delete text");
     app.stop().await;
 });
-
-/// A webhook receiver on loopback that records every request and answers `status`.
-struct Receiver {
-    url: String,
-    got: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>>,
-    status: Arc<Mutex<u16>>,
-}
-
-async fn receiver() -> Receiver {
-    let got: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>> = Default::default();
-    let status = Arc::new(Mutex::new(200u16));
-    let (g, s) = (got.clone(), status.clone());
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-            let (g, s) = (g.clone(), s.clone());
-            async move {
-                g.lock().unwrap().push((headers, body));
-                axum::http::StatusCode::from_u16(*s.lock().unwrap()).unwrap()
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Receiver { url, got, status }
-}
-
-/// Verify a Standard Webhooks signature the way a receiver would, from the spec (not
-/// with sauti's signing code).
-fn verify(secret: &str, headers: &axum::http::HeaderMap, body: &str) -> bool {
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{}.{}.{}", h("webhook-id"), h("webhook-timestamp"), body).as_bytes());
-    let expected = format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    );
-    h("webhook-signature").split(' ').any(|s| s == expected)
-}
 
 both_backends_with_engine!(receipts_reach_signed_webhooks, |app| async move {
     let t = app.tenant("Acme").await;

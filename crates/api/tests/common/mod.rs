@@ -5,6 +5,8 @@
 //! `SAUTI_TEST_DATABASE_URL` is unset (CI always sets it).
 #![allow(dead_code)]
 
+use base64::Engine as _;
+use hmac::Mac as _;
 use reqwest::{Method, StatusCode};
 use sauti_api::{ApiConfig, AppState};
 use sauti_store::testing::{Backend, TestDatabase};
@@ -321,4 +323,47 @@ pub fn assert_timestamp(v: &Value, what: &str) {
     assert_eq!(s.len(), 24, "{what}: {s}");
     assert!(s.ends_with('Z'), "{what}: {s}");
     chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{what}: {s}: {e}"));
+}
+
+/// A webhook receiver on loopback that records every request and answers `status`.
+pub struct Receiver {
+    pub url: String,
+    pub got: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+    pub status: std::sync::Arc<std::sync::Mutex<u16>>,
+}
+
+pub async fn receiver() -> Receiver {
+    let got: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>> = Default::default();
+    let status = std::sync::Arc::new(std::sync::Mutex::new(200u16));
+    let (g, s) = (got.clone(), status.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let (g, s) = (g.clone(), s.clone());
+            async move {
+                g.lock().unwrap().push((headers, body));
+                axum::http::StatusCode::from_u16(*s.lock().unwrap()).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Receiver { url, got, status }
+}
+
+/// Verify a Standard Webhooks signature the way a receiver would, from the spec (not
+/// with sauti's signing code).
+pub fn verify(secret: &str, headers: &axum::http::HeaderMap, body: &str) -> bool {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{}.{}.{}", h("webhook-id"), h("webhook-timestamp"), body).as_bytes());
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    h("webhook-signature").split(' ').any(|s| s == expected)
 }
