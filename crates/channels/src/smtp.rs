@@ -156,7 +156,17 @@ impl SmtpChannel {
                     .map_err(|e| bad(format!("from {f:?} is not an email address: {e}")))?;
                 Mailbox::new(self.settings.from_name.clone(), address)
             }
-            (None, None) => return Err(bad("no sender: neither the message nor the provider has a from".into())),
+            // A provider without a default sender: another one may have one, so this counts
+            // against the provider rather than the message.
+            (None, None) => {
+                return Err(Failure {
+                    permanent: false,
+                    provider_fault: true,
+                    code: None,
+                    message: "no sender: neither the message nor the provider has a from".into(),
+                    raw_status: None,
+                });
+            }
         };
         let to: Mailbox = msg
             .to

@@ -129,9 +129,11 @@ impl TwilioChannel {
             (Some(from), _) => form.push(("From", from.clone())),
             (None, Some(mss)) => form.push(("MessagingServiceSid", mss.clone())),
             (None, None) => {
+                // This provider is configured without a default sender; another one may have
+                // one, so it counts against the provider rather than the message.
                 return Err(Failure {
-                    permanent: true,
-                    provider_fault: false,
+                    permanent: false,
+                    provider_fault: true,
                     code: None,
                     message: "no sender: the message has no from, the provider neither from nor \
                               messaging_service_sid"
