@@ -849,15 +849,16 @@ impl<'a> Session<'a> {
                 raw_status,
                 error_code: parsed.err.clone(),
                 done_at: parsed.done,
-                raw: json!({
-                    "text": text,
-                    "message_id": id,
-                    "receipted_message_id": receipted_id,
-                    "message_state": state,
-                    "esm_class": esm,
-                    "source_addr": d.source_addr.as_str(),
-                    "destination_addr": d.destination_addr.as_str(),
-                }),
+                // Lean on purpose: at tens of thousands of receipts a second every field
+                // here is allocations; the text carries id, stat, err and dates already.
+                raw: match (receipted_id, state) {
+                    (None, None) => json!({ "text": text }),
+                    (tlv_id, tlv_state) => json!({
+                        "text": text,
+                        "receipted_message_id": tlv_id,
+                        "message_state": tlv_state,
+                    }),
+                },
             };
             let ack = self.await_ack(vec![seq]);
             let event = Event::Receipt {
