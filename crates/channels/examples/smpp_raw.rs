@@ -30,7 +30,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         messages: 1_000_000,
-        window: 5_000,
+        window: 1_000,
         receipts: true,
         producers: 2,
         threads: 1,
