@@ -397,3 +397,33 @@ async fn shutdown_waits_for_in_flight_responses() {
     assert_eq!(channel.health(), Health::Down);
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_that_never_comes_in_time_is_ambiguous_once() {
+    let sim = Simulator::start(SimConfig {
+        submit_latency: Duration::from_millis(2500),
+        ..sim_config()
+    })
+    .await
+    .unwrap();
+    let (channel, seen) = start(&sim, json!({ "response_timeout_secs": 1 })).await;
+    for i in 1..=5 {
+        channel.send(message(i, "too slow", false)).await;
+    }
+    wait_for(&seen, "5 outcomes", Duration::from_secs(5), |s| s.outcomes.len() == 5).await;
+    // The late responses (at 2.5 s) must not produce a second outcome.
+    sleep(Duration::from_millis(2000)).await;
+    {
+        let s = seen.lock().unwrap();
+        assert_eq!(s.outcomes.len(), 5);
+        for (attempt, outcome) in &s.outcomes {
+            match outcome {
+                SendOutcome::Ambiguous { reason } => assert!(reason.contains("no submit_sm_resp"), "{reason}"),
+                other => panic!("attempt {attempt}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(channel.health(), Health::Up);
+    timeout(Duration::from_secs(10), channel.shutdown()).await.unwrap();
+    sim.shutdown().await;
+}

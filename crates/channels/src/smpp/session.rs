@@ -689,6 +689,8 @@ impl<'a> Session<'a> {
             CommandId::EnquireLinkResp if self.enquire.is_some_and(|(s, _)| s == seq) => self.enquire = None,
             CommandId::Unbind => {
                 self.respond(ESME_ROK, seq, Pdu::UnbindResp);
+                // Out before the connection is dropped, so the SMSC sees a clean unbind.
+                self.flush()?;
                 if self.draining.is_none() {
                     return Err("the SMSC unbound".into());
                 }

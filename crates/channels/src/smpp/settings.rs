@@ -241,8 +241,11 @@ pub fn validate_settings(settings: &Value) -> Result<SmppSettings, ConfigError> 
             _ => {}
         }
     }
-    let parsed: SmppSettings =
-        serde_json::from_value(settings.clone()).map_err(|e| invalid("", format!("are invalid: {e}")))?;
+    // Every field was checked above; this only fails if the two lists disagree.
+    let parsed: SmppSettings = serde_json::from_value(settings.clone()).map_err(|e| ConfigError::Invalid {
+        field: "settings".into(),
+        message: format!("are invalid: {e}"),
+    })?;
 
     // SMPP 3.4 field sizes, counted without the terminating NUL.
     let text_limits: [(&str, &str, usize); 4] = [
