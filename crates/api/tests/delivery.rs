@@ -312,10 +312,6 @@ both_backends_with_engine!(routing_by_prefix_and_failover_on_provider_faults, |a
         json!({"name": "us-b", "kind": "sandbox", "prefix": "1", "settings": fast}),
     )
     .await;
-    app.store.providers_version().await.unwrap();
-    app.store.all_providers().await.unwrap();
-    // The engine reloads providers within a second.
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let route = |to: &'static str| {
         let (app, token) = (&app, t.token.clone());
         async move {

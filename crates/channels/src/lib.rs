@@ -247,6 +247,7 @@ pub fn validate(kind: &str, settings: &serde_json::Value) -> Result<(), ConfigEr
         "smpp" => smpp::validate_settings(settings).map(|_| ()),
         "twilio" => twilio::validate_settings(settings).map(|_| ()),
         "kannel" => kannel::validate_settings(settings).map(|_| ()),
+        "smtp" => smtp::validate_settings(settings).map(|_| ()),
         other => Err(ConfigError::Invalid {
             field: "kind".into(),
             message: format!("{other} is not a provider kind (expected one of: {})", KINDS.join(", ")),
@@ -269,6 +270,7 @@ pub fn build(
         "smpp" => smpp::SmppChannel::start(provider_id, smpp::validate_settings(settings)?, tps, sink),
         "twilio" => twilio::TwilioChannel::new(provider_id, twilio::validate_settings(settings)?, tps, ctx, sink),
         "kannel" => kannel::KannelChannel::new(provider_id, kannel::validate_settings(settings)?, tps, ctx, sink),
+        "smtp" => smtp::SmtpChannel::new(provider_id, smtp::validate_settings(settings)?, tps, ctx, sink),
         other => {
             return Err(ConfigError::Invalid {
                 field: "kind".into(),

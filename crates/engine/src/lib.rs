@@ -210,17 +210,16 @@ fn feeder(adapter: Arc<dyn sauti_channels::Channel>) -> Feeder {
 
 async fn dispatch_loop(inner: Arc<Inner>, stop: CancellationToken) {
     let mut seen = None;
-    let mut last_refresh = std::time::Instant::now() - Duration::from_secs(60);
     // Feeders by provider id (0: the sandbox) and the adapter they feed.
     let mut feeders: HashMap<i64, (usize, Feeder)> = HashMap::new();
     loop {
         if stop.is_cancelled() {
             break;
         }
-        if last_refresh.elapsed() >= Duration::from_secs(1) {
-            refresh_registry(&inner, &mut seen).await;
-            last_refresh = std::time::Instant::now();
-        }
+        // Before every claim: a provider created a moment ago must be used by the next
+        // message, not the sandbox fallback (the check is one tiny query; the table is
+        // re-read only when it changed).
+        refresh_registry(&inner, &mut seen).await;
         let room = inner
             .config
             .max_in_flight
