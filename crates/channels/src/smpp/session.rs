@@ -988,6 +988,7 @@ impl<'a> Session<'a> {
         if self.paused_until.is_some_and(|t| t <= now) {
             self.paused_until = None;
         }
+        let mut timed_out = 0u32;
         // Answered submits leave their deadline behind; drop those from the front too.
         while let Some(&(deadline, seq)) = self.deadlines.front() {
             if !self.window.contains_key(&seq) {
@@ -1005,12 +1006,21 @@ impl<'a> Session<'a> {
                     self.window.remove(&s);
                 }
                 let reason = format!("no submit_sm_resp within {} s", self.response_timeout.as_secs());
-                warn!(provider_id = self.outer.shared.provider_id, seq, "{reason}");
+                timed_out += 1;
                 self.outer
                     .shared
                     .outcome(msg.attempt_id, SendOutcome::Ambiguous { reason })
                     .await;
             }
+        }
+        if timed_out > 0 {
+            // One line per tick, not per message: a stalled SMSC times out a whole window.
+            warn!(
+                provider_id = self.outer.shared.provider_id,
+                timed_out,
+                timeout_secs = self.response_timeout.as_secs(),
+                "SMPP submits without a response in time; reported ambiguous"
+            );
         }
         match self.enquire {
             Some((_, sent)) if sent.elapsed() >= self.response_timeout => {
