@@ -173,7 +173,9 @@ impl Store {
                     .push(", ").ts(now).push(")");
                 sqlx::query_with(res.sql(), args(p, &res)).execute(&mut *tx).await?;
                 if r.status == "intermediate" {
-                    sqlx::query("UPDATE attempts SET raw_status = $1, updated_at = $2 WHERE id = $3")
+                    // Providers may report out of order (Kannel makes its DLR calls
+                    // concurrently): an intermediate report never overwrites a final one.
+                    sqlx::query("UPDATE attempts SET raw_status = $1, updated_at = $2 WHERE id = $3 AND status IN ('sending', 'sent', 'ambiguous')")
                         .bind(&r.raw_status).bind(now).bind(a.id)
                         .execute(&mut *tx).await?;
                     continue;
