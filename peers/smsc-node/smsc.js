@@ -28,18 +28,20 @@ smpp.PDU.prototype.fromBuffer = function (buffer) {
   return fromBuffer.call(this, buffer);
 };
 
-// submit_sm body layout (SMPP 3.4 4.4.1) up to short_message.
-function rawShortMessage(buf) {
+// submit_sm body layout (SMPP 3.4 4.4.1) up to short_message: the raw validity_period
+// string and short_message bytes, as the client wrote them.
+function rawFields(buf) {
   let o = 16;
-  const cstr = () => { while (buf[o] !== 0) o++; o++; };
+  const cstr = () => { const start = o; while (buf[o] !== 0) o++; o++; return buf.slice(start, o - 1).toString('latin1'); };
   cstr(); // service_type
   o += 2; cstr(); // source ton/npi, source_addr
   o += 2; cstr(); // dest ton/npi, destination_addr
   o += 3; // esm_class, protocol_id, priority_flag
-  cstr(); cstr(); // schedule_delivery_time, validity_period
+  cstr(); // schedule_delivery_time
+  const validity = cstr();
   o += 4; // registered_delivery, replace_if_present, data_coding, sm_default_msg_id
   const len = buf[o];
-  return buf.slice(o + 1, o + 1 + len);
+  return { validity, sm: buf.slice(o + 1, o + 1 + len) };
 }
 
 const server = smpp.createServer({ debug: false }, function (session) {
@@ -66,7 +68,7 @@ const server = smpp.createServer({ debug: false }, function (session) {
       return;
     }
     const id = (nextId++).toString(16).toUpperCase().padStart(8, '0');
-    const sm = rawShortMessage(pdu.raw);
+    const { validity, sm } = rawFields(pdu.raw);
     const udhi = (pdu.esm_class & 0x40) !== 0;
     const udh = udhi ? sm.slice(0, sm[0] + 1) : null;
     const message = pdu.short_message && typeof pdu.short_message === 'object' && !Buffer.isBuffer(pdu.short_message)
@@ -76,6 +78,7 @@ const server = smpp.createServer({ debug: false }, function (session) {
       source_addr: pdu.source_addr, source_addr_ton: pdu.source_addr_ton, source_addr_npi: pdu.source_addr_npi,
       destination_addr: pdu.destination_addr, dest_addr_ton: pdu.dest_addr_ton, dest_addr_npi: pdu.dest_addr_npi,
       data_coding: pdu.data_coding, esm_class: pdu.esm_class, registered_delivery: pdu.registered_delivery,
+      validity_period: validity,
       udh: udhi, udh_hex: udh ? udh.toString('hex') : null,
       message_hex: (udhi ? sm.slice(sm[0] + 1) : sm).toString('hex'),
       text: typeof message === 'string' ? message : null,

@@ -216,6 +216,8 @@ async fn sends_gsm7_ucs2_and_long_messages_and_acks_receipts() {
         (Some(1), Some(1))
     );
     assert_eq!(g["registered_delivery"], 1);
+    // One hour, relative: YYMMDDhhmmss000R.
+    assert_eq!(g["validity_period"], "000000010000000R");
     let u = &by_dest("254700000002")[0];
     assert_eq!((u["data_coding"].as_u64(), u["esm_class"].as_u64()), (Some(8), Some(0)));
     assert_eq!(u["message_hex"], hex(&sauti_core::sms::encode_ucs2(ucs2)));
@@ -305,6 +307,13 @@ async fn sends_gsm7_ucs2_and_long_messages_and_acks_receipts() {
     assert_eq!(inbound.body, "Habari yako?");
     assert_eq!(inbound.from, "+254700000999");
     assert_eq!(inbound.to, "SAUTI");
+    // No receipt wanted: registered_delivery 0.
+    let mo_submit = node
+        .lines("submit_sm")
+        .into_iter()
+        .find(|s| s["destination_addr"] == "999")
+        .unwrap();
+    assert_eq!(mo_submit["registered_delivery"], 0);
     let resps = node.wait_lines("deliver_sm_resp_for", 8).await;
     assert!(
         resps[6..].iter().all(|r| r["status"] == 0 && r["mo_part"].is_number()),
