@@ -214,3 +214,51 @@ both_backends_with_engine!(smpp_errors_throttling_and_undelivered_receipts, |app
     tokio::time::sleep(Duration::from_millis(10)).await;
     app.stop().await;
 });
+
+both_backends_with_engine!(mo_messages_become_inbound_transmissions, |app| async move {
+    let sim = Simulator::start(SimConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let t = app.tenant("Acme").await;
+    let c = app
+        .post(
+            "/api/contacts",
+            &t.token,
+            json!({"msisdn": "+254722000111", "first_name": "Asha"}),
+        )
+        .await;
+    let hook = receiver().await;
+    app.post(
+        "/api/webhook_endpoints",
+        &t.token,
+        json!({"url": hook.url, "events": ["transmission.inbound"]}),
+    )
+    .await;
+    let provider_id = smpp_provider(&app, &t.token, &sim, json!({})).await;
+    eventually(20, "the bind", || async { (sim.stats().binds >= 1).then_some(()) }).await;
+    assert!(sim.send_mo("254722000111", "20880", "STOP please, Habari ж").await);
+    let inbound = eventually(20, "the inbound message", || async {
+        let r = app.get("/api/transmissions?q[direction]=inbound", &t.token).await;
+        r.body.as_array().and_then(|a| a.first().cloned())
+    })
+    .await;
+    assert_eq!(inbound["status"], "received");
+    assert_eq!(inbound["body"], "STOP please, Habari ж");
+    assert_eq!(inbound["from"], "+254722000111");
+    assert_eq!(inbound["contact_id"], c.body["id"]);
+    assert_eq!(inbound["provider_id"], provider_id);
+    eventually(20, "the inbound webhook", || async {
+        hook.got
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, b)| b.contains("transmission.inbound"))
+            .then_some(())
+    })
+    .await;
+    sim.shutdown().await;
+    app.stop().await;
+});

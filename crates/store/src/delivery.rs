@@ -96,10 +96,20 @@ impl Store {
         let now = clock::now();
         let subs = self.subscriptions().await?;
         let d = self.dialect();
-        let statements: Vec<(Option<Q>, Q)> = outcomes.iter().map(|o| outcome_sql(d, o, now)).collect();
+        // The common case — accepted by the provider — is applied in two statements per
+        // batch; the rest one by one.
+        let (sent, rest): (Vec<&Outcome>, Vec<&Outcome>) = outcomes.iter().partition(|o| {
+            matches!(o.settle, Settle::Sent { .. }) && o.attempt_id.is_some() && o.lease_owner.is_some()
+        });
+        let batched: Vec<(Q, Q)> = sent.chunks(CHUNK).map(|c| sent_sql(d, c, now)).collect();
+        let statements: Vec<(Option<Q>, Q)> = rest.iter().map(|o| outcome_sql(d, o, now)).collect();
         Ok(on_pool!(self, p => {
             let mut tx = p.begin().await?;
             let mut changed = Vec::new();
+            for (attempts, trans) in &batched {
+                sqlx::query_with(attempts.sql(), args(p, attempts)).execute(&mut *tx).await?;
+                changed.extend(sqlx::query_as_with::<_, Transmission, _>(trans.sql(), args(p, trans)).fetch_all(&mut *tx).await?);
+            }
             for (attempt, trans) in &statements {
                 if let Some(a) = attempt {
                     sqlx::query_with(a.sql(), args(p, a)).execute(&mut *tx).await?;
@@ -118,7 +128,9 @@ impl Store {
 
     /// Apply delivery receipts in one transaction: each is stored raw as a provider
     /// event, then matched to its attempt (by attempt id when the provider echoes ours,
-    /// else by the provider's message id) and applied.
+    /// else by the provider's message id) and applied. A batch costs a handful of
+    /// statements whatever its size: at thousands of receipts a second, a statement per
+    /// receipt was the engine's bottleneck.
     pub async fn apply_receipts(&self, receipts: &[ReceiptIn]) -> StoreResult<Vec<ReceiptMatch>> {
         if receipts.is_empty() {
             return Ok(vec![]);
@@ -126,93 +138,120 @@ impl Store {
         let now = clock::now();
         let subs = self.subscriptions().await?;
         let d = self.dialect();
+        let by_id: Vec<i64> = receipts.iter().filter_map(|r| r.attempt_id).collect();
+        let by_remote: Vec<&str> = receipts
+            .iter()
+            .filter(|r| r.attempt_id.is_none())
+            .map(|r| r.remote_id.as_str())
+            .collect();
         Ok(on_pool!(self, p => {
             let mut tx = p.begin().await?;
-            let mut matches = Vec::with_capacity(receipts.len());
-            let mut changed: Vec<Transmission> = Vec::new();
-            for r in receipts {
-                let attempt: Option<Attempt> = match r.attempt_id {
-                    Some(id) => sqlx::query_as("SELECT * FROM attempts WHERE id = $1")
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .filter(|a: &Attempt| r.provider_id.is_none() || a.provider_id == r.provider_id),
-                    None => match r.provider_id {
-                        Some(pid) => sqlx::query_as("SELECT * FROM attempts WHERE remote_id = $1 AND provider_id = $2 ORDER BY id DESC LIMIT 1")
-                            .bind(&r.remote_id)
-                            .bind(pid)
-                            .fetch_optional(&mut *tx)
-                            .await?,
-                        None => sqlx::query_as("SELECT * FROM attempts WHERE remote_id = $1 AND provider_id IS NULL ORDER BY id DESC LIMIT 1")
-                            .bind(&r.remote_id)
-                            .fetch_optional(&mut *tx)
-                            .await?,
-                    },
-                };
-                let mut ev = Q::new(d);
-                ev.push("INSERT INTO provider_events (account_id, provider_id, kind, attempt_id, remote_id, outcome, payload, created_at) VALUES (")
-                    .opt_int(attempt.as_ref().map(|a| a.account_id))
-                    .push(", ").opt_int(r.provider_id)
-                    .push(", ").text(&format!("{}.receipt", r.kind))
-                    .push(", ").opt_int(attempt.as_ref().map(|a| a.id))
-                    .push(", ").text(&r.remote_id)
-                    .push(", ").text(if attempt.is_some() { "applied" } else { "unmatched" })
-                    .push(", ").json(&r.raw)
-                    .push(", ").ts(now).push(")");
-                sqlx::query_with(ev.sql(), args(p, &ev)).execute(&mut *tx).await?;
-                let Some(a) = attempt else {
-                    matches.push(ReceiptMatch::Unmatched);
-                    continue;
-                };
-                matches.push(ReceiptMatch::Applied);
-                let mut res = Q::new(d);
-                res.push("INSERT INTO results (account_id, transmission_id, attempt_id, type, name, data, created_at) VALUES (")
-                    .int(a.account_id).push(", ").int(a.transmission_id).push(", ").int(a.id)
-                    .push(", 'receipt', ").text(&r.raw_status)
-                    .push(", ").text(&receipt_text(&r.raw))
-                    .push(", ").ts(now).push(")");
-                sqlx::query_with(res.sql(), args(p, &res)).execute(&mut *tx).await?;
-                if r.status == "intermediate" {
-                    // Providers may report out of order (Kannel makes its DLR calls
-                    // concurrently): an intermediate report never overwrites a final one.
-                    sqlx::query("UPDATE attempts SET raw_status = $1, updated_at = $2 WHERE id = $3 AND status IN ('sending', 'sent', 'ambiguous')")
-                        .bind(&r.raw_status).bind(now).bind(a.id)
-                        .execute(&mut *tx).await?;
-                    continue;
+            let mut found: Vec<Attempt> = Vec::new();
+            for chunk in by_id.chunks(CHUNK) {
+                let mut q = Q::new(d);
+                q.push("SELECT * FROM attempts WHERE id IN (");
+                for (i, id) in chunk.iter().enumerate() {
+                    if i > 0 { q.push(", "); }
+                    q.int(*id);
                 }
-                let ended = r.done_at.unwrap_or(now);
-                sqlx::query("UPDATE attempts SET status = $1, raw_status = $2, error_code = COALESCE($3, error_code), ended_at = $4, updated_at = $5 WHERE id = $6")
-                    .bind(r.status).bind(&r.raw_status).bind(&r.error_code).bind(ended).bind(now).bind(a.id)
-                    .execute(&mut *tx).await?;
-                // A delivered receipt settles the transmission whatever came after (a
-                // resend queued after an ambiguous attempt is dropped: the message arrived).
-                // An undelivered one only settles it while this attempt is the latest.
-                let row: Option<Transmission> = if r.status == status::DELIVERED {
-                    sqlx::query_as(
-                        "UPDATE transmissions SET status = 'delivered', delivered_at = $1, completed_at = $2, next_attempt_at = NULL, \
-                         leased_until = NULL, lease_owner = NULL, error_code = NULL, error_message = NULL, updated_at = $2 \
-                         WHERE id = $3 AND status NOT IN ('delivered', 'canceled') RETURNING *",
-                    )
-                    .bind(ended).bind(now).bind(a.transmission_id)
-                    .fetch_optional(&mut *tx).await?
-                } else {
-                    sqlx::query_as(
-                        "UPDATE transmissions SET status = 'undelivered', completed_at = $1, next_attempt_at = NULL, \
-                         leased_until = NULL, lease_owner = NULL, error_code = $2, \
-                         error_message = 'the network reported the message undelivered', updated_at = $1 \
-                         WHERE id = $3 AND attempts = $4 AND status IN ('sent', 'sending') RETURNING *",
-                    )
-                    .bind(now).bind(r.error_code.clone().unwrap_or_else(|| r.raw_status.clone())).bind(a.transmission_id).bind(a.number)
-                    .fetch_optional(&mut *tx).await?
-                };
-                changed.extend(row);
+                q.push(")");
+                found.extend(sqlx::query_as_with::<_, Attempt, _>(q.sql(), args(p, &q)).fetch_all(&mut *tx).await?);
+            }
+            for chunk in by_remote.chunks(CHUNK) {
+                let mut q = Q::new(d);
+                q.push("SELECT * FROM attempts WHERE remote_id IN (");
+                for (i, r) in chunk.iter().enumerate() {
+                    if i > 0 { q.push(", "); }
+                    q.text(r);
+                }
+                q.push(")");
+                found.extend(sqlx::query_as_with::<_, Attempt, _>(q.sql(), args(p, &q)).fetch_all(&mut *tx).await?);
+            }
+            let matched: Vec<Option<&Attempt>> = receipts.iter().map(|r| match_attempt(r, &found)).collect();
+
+            // Every receipt, as received.
+            for chunk in receipts.iter().zip(&matched).collect::<Vec<_>>().chunks(CHUNK) {
+                let mut q = Q::new(d);
+                q.push("INSERT INTO provider_events (account_id, provider_id, kind, attempt_id, remote_id, outcome, payload, created_at) VALUES ");
+                for (i, (r, a)) in chunk.iter().enumerate() {
+                    if i > 0 { q.push(", "); }
+                    q.push("(").opt_int(a.map(|a| a.account_id)).push(", ").opt_int(r.provider_id);
+                    q.push(", ").text(&format!("{}.receipt", r.kind)).push(", ").opt_int(a.map(|a| a.id));
+                    q.push(", ").text(&r.remote_id).push(", ").text(if a.is_some() { "applied" } else { "unmatched" });
+                    q.push(", ").json(&r.raw).push(", ").ts(now).push(")");
+                }
+                sqlx::query_with(q.sql(), args(p, &q)).execute(&mut *tx).await?;
+            }
+            let applied: Vec<(&ReceiptIn, &Attempt)> =
+                receipts.iter().zip(&matched).filter_map(|(r, a)| a.map(|a| (r, a))).collect();
+            for chunk in applied.chunks(CHUNK) {
+                let mut q = Q::new(d);
+                q.push("INSERT INTO results (account_id, transmission_id, attempt_id, type, name, data, created_at) VALUES ");
+                for (i, (r, a)) in chunk.iter().enumerate() {
+                    if i > 0 { q.push(", "); }
+                    q.push("(").int(a.account_id).push(", ").int(a.transmission_id).push(", ").int(a.id);
+                    q.push(", 'receipt', ").text(&r.raw_status).push(", ").text(&receipt_text(&r.raw));
+                    q.push(", ").ts(now).push(")");
+                }
+                sqlx::query_with(q.sql(), args(p, &q)).execute(&mut *tx).await?;
+            }
+            // Attempts: a final receipt sets the status; an intermediate one only the raw
+            // status, and never over a final one (providers may report out of order:
+            // Kannel makes its DLR calls concurrently).
+            for chunk in applied.chunks(CHUNK) {
+                let mut q = Q::new(d);
+                q.push("UPDATE attempts SET status = CASE WHEN v.column2 = 'intermediate' THEN attempts.status ELSE v.column2 END, \
+                        raw_status = v.column3, error_code = COALESCE(v.column4, attempts.error_code), \
+                        ended_at = CASE WHEN v.column2 = 'intermediate' THEN attempts.ended_at ELSE ");
+                q.ts(now).push(" END, updated_at = ").ts(now).push(" FROM (VALUES ");
+                for (i, (r, a)) in chunk.iter().enumerate() {
+                    if i > 0 { q.push(", "); }
+                    q.push("(").int(a.id).push(", ").text(r.status).push(", ").text(&r.raw_status);
+                    q.push(", ").opt_text(r.error_code.as_deref()).push(")");
+                }
+                q.push(") AS v WHERE attempts.id = v.column1 AND (v.column2 <> 'intermediate' OR attempts.status IN ('sending', 'sent', 'ambiguous'))");
+                sqlx::query_with(q.sql(), args(p, &q)).execute(&mut *tx).await?;
+            }
+            let mut changed: Vec<Transmission> = Vec::new();
+            // A delivered receipt settles the transmission whatever came after (a resend
+            // queued after an ambiguous attempt is dropped: the message arrived).
+            let delivered: Vec<i64> = applied.iter().filter(|(r, _)| r.status == status::DELIVERED).map(|(_, a)| a.transmission_id).collect();
+            for chunk in delivered.chunks(CHUNK) {
+                let mut q = Q::new(d);
+                q.push("UPDATE transmissions SET status = 'delivered', next_attempt_at = NULL, leased_until = NULL, lease_owner = NULL, \
+                        error_code = NULL, error_message = NULL, delivered_at = ").ts(now);
+                q.push(", completed_at = ").ts(now).push(", updated_at = ").ts(now);
+                q.push(" WHERE status NOT IN ('delivered', 'canceled') AND id IN (");
+                for (i, id) in chunk.iter().enumerate() {
+                    if i > 0 { q.push(", "); }
+                    q.int(*id);
+                }
+                q.push(") RETURNING *");
+                changed.extend(sqlx::query_as_with::<_, Transmission, _>(q.sql(), args(p, &q)).fetch_all(&mut *tx).await?);
+            }
+            // An undelivered one only while its attempt is the latest.
+            let undelivered: Vec<&(&ReceiptIn, &Attempt)> = applied.iter().filter(|(r, _)| r.status == status::UNDELIVERED).collect();
+            for chunk in undelivered.chunks(CHUNK) {
+                let mut q = Q::new(d);
+                q.push("UPDATE transmissions SET status = 'undelivered', next_attempt_at = NULL, leased_until = NULL, lease_owner = NULL, \
+                        error_code = v.column3, error_message = 'the network reported the message undelivered', completed_at = ").ts(now);
+                q.push(", updated_at = ").ts(now).push(" FROM (VALUES ");
+                for (i, (r, a)) in chunk.iter().enumerate() {
+                    if i > 0 { q.push(", "); }
+                    q.push("(").int(a.transmission_id).push(", ").int(a.number);
+                    q.push(", ").text(r.error_code.as_deref().unwrap_or(&r.raw_status)).push(")");
+                }
+                q.push(") AS v WHERE transmissions.id = v.column1 AND transmissions.attempts = v.column2 \
+                        AND transmissions.status IN ('sent', 'sending') RETURNING ");
+                q.push(returning_transmissions(d));
+                changed.extend(sqlx::query_as_with::<_, Transmission, _>(q.sql(), args(p, &q)).fetch_all(&mut *tx).await?);
             }
             let events: Vec<WebhookEvent> = changed.iter().filter_map(Transmission::status_event).collect();
             if let Some(w) = subs.deliveries(d, &events, now) {
                 sqlx::query_with(w.sql(), args(p, &w)).execute(&mut *tx).await?;
             }
             tx.commit().await?;
-            matches
+            matched.iter().map(|a| if a.is_some() { ReceiptMatch::Applied } else { ReceiptMatch::Unmatched }).collect()
         }))
     }
 
@@ -262,6 +301,12 @@ impl Store {
             raw,
         )
         .await?;
+        // SMPP and Kannel give international numbers without the `+`; stored in E.164 when
+        // it parses as a number, as given otherwise (short codes, alphanumeric senders).
+        let parsed = sauti_core::msisdn::Msisdn::parse(from, None)
+            .ok()
+            .map(|m| m.into_string());
+        let from = parsed.as_deref().unwrap_or(from);
         let contact = self.find_contact_by_msisdn(account_id, from).await?;
         let a = sauti_core::sms::analyze(body);
         let row = NewTransmission {
@@ -285,6 +330,34 @@ impl Store {
     }
 }
 
+/// Rows per multi-row statement: 1,000 rows of at most 8 values stay under SQLite's
+/// 32,766 bound parameters.
+const CHUNK: usize = 1000;
+
+/// `RETURNING` the updated table's columns in an `UPDATE … FROM`: PostgreSQL would also
+/// return the `FROM` list's, SQLite allows only the table's.
+fn returning_transmissions(d: crate::Dialect) -> &'static str {
+    match d {
+        crate::Dialect::Postgres => "transmissions.*",
+        crate::Dialect::Sqlite => "*",
+    }
+}
+
+/// The attempt a receipt is about: ours by id when the provider echoes it, else the
+/// newest attempt of that provider with that message id.
+fn match_attempt<'a>(r: &ReceiptIn, found: &'a [Attempt]) -> Option<&'a Attempt> {
+    let same_provider =
+        |a: &&Attempt| a.provider_id == r.provider_id || (r.attempt_id.is_some() && r.provider_id.is_none());
+    match r.attempt_id {
+        Some(id) => found.iter().filter(same_provider).find(|a| a.id == id),
+        None => found
+            .iter()
+            .filter(same_provider)
+            .filter(|a| a.remote_id.as_deref() == Some(r.remote_id.as_str()))
+            .max_by_key(|a| a.id),
+    }
+}
+
 /// The text of a receipt for its result row: SMPP's receipt text when there is one,
 /// else the raw callback as JSON.
 fn receipt_text(raw: &Value) -> String {
@@ -292,6 +365,67 @@ fn receipt_text(raw: &Value) -> String {
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| raw.to_string())
+}
+
+/// The attempt and transmission updates of a batch of `Settle::Sent` outcomes.
+fn sent_sql(d: crate::Dialect, outcomes: &[&Outcome], now: DateTime<Utc>) -> (Q, Q) {
+    let mut a = Q::new(d);
+    a.push("UPDATE attempts SET status = 'sent', remote_id = v.column2, segments = v.column3, raw_status = v.column4, response = ");
+    a.push(match d {
+        crate::Dialect::Postgres => "CAST(v.column5 AS jsonb)",
+        crate::Dialect::Sqlite => "v.column5",
+    });
+    a.push(", updated_at = ").ts(now).push(" FROM (VALUES ");
+    let mut t = Q::new(d);
+    t.push(
+        "UPDATE transmissions SET status = 'sent', next_attempt_at = NULL, error_code = NULL, error_message = NULL, \
+         leased_until = NULL, lease_owner = NULL, provider_id = (SELECT provider_id FROM attempts WHERE attempts.id = v.column3), sent_at = ",
+    )
+    .ts(now)
+    .push(", updated_at = ")
+    .ts(now)
+    .push(" FROM (VALUES ");
+    for (i, o) in outcomes.iter().enumerate() {
+        let Settle::Sent {
+            remote_id,
+            segments,
+            raw_status,
+            response,
+        } = &o.settle
+        else {
+            continue;
+        };
+        if i > 0 {
+            a.push(", ");
+            t.push(", ");
+        }
+        let attempt = o.attempt_id.unwrap_or_default();
+        a.push("(")
+            .int(attempt)
+            .push(", ")
+            .text(remote_id)
+            .push(", ")
+            .int(*segments);
+        a.push(", ")
+            .opt_text(raw_status.as_deref())
+            .push(", ")
+            .text(&response.to_string())
+            .push(")");
+        t.push("(")
+            .int(o.transmission_id)
+            .push(", ")
+            .int(o.number)
+            .push(", ")
+            .int(attempt);
+        t.push(", ").opt_text(o.lease_owner.as_deref()).push(")");
+    }
+    a.push(") AS v WHERE attempts.id = v.column1 AND attempts.status IN ('sending', 'ambiguous')");
+    t.push(
+        ") AS v WHERE transmissions.id = v.column1 AND transmissions.attempts = v.column2 \
+         AND transmissions.status = 'sending' AND transmissions.lease_owner = v.column4 RETURNING ",
+    );
+    t.push(returning_transmissions(d));
+    (a, t)
 }
 
 /// The attempt update (if there is an attempt) and the transmission update of one outcome.
