@@ -5,11 +5,12 @@
 # (receipts on, nothing recorded), `sauti serve` on a fresh database with an SMPP provider
 # pointing at the simulator, then POSTs BENCH_MESSAGES transmissions with wrk (each to its
 # own number) and waits until every one is delivered. Prints the accept rate under wrk
-# (POST /api/transmissions accepted/s) and, from the database: submitted/s, receipted/s,
+# (POST /api/transmissions accepted/s; the POST phase lasts BENCH_SECONDS, or until
+# BENCH_MESSAGES were accepted) and, from the database: submitted/s, receipted/s,
 # end-to-end messages/s and p50/p99 from API accept to `delivered`, and sauti's peak RSS.
 #
 # Usage: bench/delivery.sh [sqlite|postgres|all]   (default: sqlite)
-# Environment: BENCH_MESSAGES (100000)  WRK_CONNECTIONS (64)  SMPP_WINDOW (1000)
+# Environment: BENCH_MESSAGES (100000)  BENCH_SECONDS (20)  WRK_CONNECTIONS (64)  SMPP_WINDOW (1000)
 #   BENCH_NO_BUILD=1 reuse target/release binaries. Raw output goes to bench/out/.
 set -euo pipefail
 
@@ -70,14 +71,14 @@ for backend in $backends; do
         -d "{\"name\":\"sim\",\"kind\":\"smpp\",\"settings\":{\"host\":\"${sim_addr%:*}\",\"port\":${sim_addr##*:},\"system_id\":\"test\",\"password\":\"secret\",\"window\":$window}}" \
         "$base/api/providers" >/dev/null
     sleep 1
-    log "$backend: POSTing $messages transmissions with wrk ($threads threads, $connections connections)"
+    log "$backend: POSTing up to $messages transmissions with wrk ($threads threads, $connections connections)"
     BENCH_TOKEN="$token" BENCH_PER_THREAD=$((messages / threads)) \
-        wrk -t"$threads" -c"$connections" -d600s --latency -s bench/transmissions.lua "$base" \
+        wrk -t"$threads" -c"$connections" -d"${BENCH_SECONDS:-20}s" --latency -s bench/transmissions.lua "$base" \
         >"bench/out/delivery-wrk-$backend.txt" 2>"bench/out/delivery-wrk-$backend.err" || true
     grep -E "Requests/sec|Latency|50%|99%" "bench/out/delivery-wrk-$backend.txt" >&2 || true
     log "$backend: waiting until every transmission is final"
     total_of() {
-        curl -sf -D - -o /dev/null -H "Authorization: Bearer $token" "$base/api/transmissions?per_page=1$1" |
+        curl -sfg -D - -o /dev/null -H "Authorization: Bearer $token" "$base/api/transmissions?per_page=1$1" |
             tr -d '\r' | awk -F': ' 'tolower($1)=="total"{print $2}'
     }
     all="$(total_of "")"

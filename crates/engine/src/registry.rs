@@ -44,7 +44,7 @@ impl Registry {
         let serving: Vec<&Arc<Route>> = routes
             .map(|r| {
                 r.iter()
-                    .filter(|r| r.channels.iter().any(|c| *c == t.channel))
+                    .filter(|r| r.channels.contains(&t.channel))
                     .collect()
             })
             .unwrap_or_default();

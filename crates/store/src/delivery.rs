@@ -283,6 +283,7 @@ impl Store {
 
     /// An inbound message (SMS MO): stored as an inbound transmission of the provider's
     /// account, linked to the contact with that number if there is one.
+    #[allow(clippy::too_many_arguments)]
     pub async fn record_inbound(
         &self,
         account_id: i64,

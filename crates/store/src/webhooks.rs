@@ -163,7 +163,7 @@ impl Subscriptions {
             let listeners: Vec<i64> = self
                 .endpoints
                 .iter()
-                .filter(|(_, a, types)| *a == e.account_id && types.iter().any(|t| *t == e.event_type))
+                .filter(|(_, a, types)| *a == e.account_id && types.contains(&e.event_type))
                 .map(|(id, _, _)| *id)
                 .collect();
             if listeners.is_empty() {

@@ -92,6 +92,55 @@ async fn twilio_verified(
     Ok(())
 }
 
+/// Apply a receipt (stored raw as it is applied), or keep a callback that could not be
+/// read as one.
+async fn receipt_or_keep(
+    st: &AppState,
+    p: &Provider,
+    kind: &str,
+    receipt: Option<sauti_channels::Receipt>,
+    params: &[(String, String)],
+) -> ApiResult<()> {
+    match receipt {
+        Some(r) => {
+            st.store
+                .apply_receipts(&[sauti_engine::receipt_in(kind, Some(p.id), r)])
+                .await?;
+        }
+        None => {
+            let event = format!("{kind}.receipt");
+            st.store
+                .record_provider_event(Some(p.account_id), Some(p.id), &event, "unreadable", &as_json(params))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Store an inbound message, or keep a callback that could not be read as one.
+async fn inbound_or_keep(
+    st: &AppState,
+    p: &Provider,
+    kind: &str,
+    message: Option<sauti_channels::Inbound>,
+    params: &[(String, String)],
+) -> ApiResult<()> {
+    match message {
+        Some(m) => {
+            st.store
+                .record_inbound(p.account_id, Some(p.id), kind, &m.from, &m.to, &m.body, &m.raw)
+                .await?;
+        }
+        None => {
+            let event = format!("{kind}.inbound");
+            st.store
+                .record_provider_event(Some(p.account_id), Some(p.id), &event, "unreadable", &as_json(params))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 fn form_only(headers: &HeaderMap, body: &Bytes) -> ApiResult<Vec<(String, String)>> {
     params(&Method::POST, &Uri::from_static("/"), headers, body)
 }
@@ -107,23 +156,8 @@ pub async fn twilio_status(
     let p = provider(&st, id, "twilio").await?;
     let form = form_only(&headers, &body)?;
     twilio_verified(&st, &p, &uri, &headers, &form, "twilio.status").await?;
-    match sauti_channels::twilio::parse_status_callback(&form) {
-        Some(r) => {
-            let r = sauti_engine::receipt_in("twilio", Some(p.id), r);
-            st.store.apply_receipts(&[r]).await?;
-        }
-        None => {
-            st.store
-                .record_provider_event(
-                    Some(p.account_id),
-                    Some(p.id),
-                    "twilio.status",
-                    "unreadable",
-                    &as_json(&form),
-                )
-                .await?;
-        }
-    }
+    let receipt = sauti_channels::twilio::parse_status_callback(&form);
+    receipt_or_keep(&st, &p, "twilio", receipt, &form).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -138,24 +172,8 @@ pub async fn twilio_inbound(
     let p = provider(&st, id, "twilio").await?;
     let form = form_only(&headers, &body)?;
     twilio_verified(&st, &p, &uri, &headers, &form, "twilio.inbound").await?;
-    match sauti_channels::twilio::parse_inbound(&form) {
-        Some(m) => {
-            st.store
-                .record_inbound(p.account_id, Some(p.id), "twilio", &m.from, &m.to, &m.body, &m.raw)
-                .await?;
-        }
-        None => {
-            st.store
-                .record_provider_event(
-                    Some(p.account_id),
-                    Some(p.id),
-                    "twilio.inbound",
-                    "unreadable",
-                    &as_json(&form),
-                )
-                .await?;
-        }
-    }
+    let message = sauti_channels::twilio::parse_inbound(&form);
+    inbound_or_keep(&st, &p, "twilio", message, &form).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/xml")],
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
@@ -174,23 +192,8 @@ pub async fn kannel_dlr(
 ) -> ApiResult<Response> {
     let p = provider(&st, id, "kannel").await?;
     let params = params(&method, &uri, &headers, &body)?;
-    match sauti_channels::kannel::parse_dlr(&params) {
-        Some(r) => {
-            let r = sauti_engine::receipt_in("kannel", Some(p.id), r);
-            st.store.apply_receipts(&[r]).await?;
-        }
-        None => {
-            st.store
-                .record_provider_event(
-                    Some(p.account_id),
-                    Some(p.id),
-                    "kannel.dlr",
-                    "unreadable",
-                    &as_json(&params),
-                )
-                .await?;
-        }
-    }
+    let receipt = sauti_channels::kannel::parse_dlr(&params);
+    receipt_or_keep(&st, &p, "kannel", receipt, &params).await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -206,23 +209,7 @@ pub async fn kannel_mo(
 ) -> ApiResult<Response> {
     let p = provider(&st, id, "kannel").await?;
     let params = params(&method, &uri, &headers, &body)?;
-    match sauti_channels::kannel::parse_mo(&params) {
-        Some(m) => {
-            st.store
-                .record_inbound(p.account_id, Some(p.id), "kannel", &m.from, &m.to, &m.body, &m.raw)
-                .await?;
-        }
-        None => {
-            st.store
-                .record_provider_event(
-                    Some(p.account_id),
-                    Some(p.id),
-                    "kannel.mo",
-                    "unreadable",
-                    &as_json(&params),
-                )
-                .await?;
-        }
-    }
+    let message = sauti_channels::kannel::parse_mo(&params);
+    inbound_or_keep(&st, &p, "kannel", message, &params).await?;
     Ok(StatusCode::OK.into_response())
 }

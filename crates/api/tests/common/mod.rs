@@ -219,29 +219,7 @@ impl Resp {
 #[macro_export]
 macro_rules! both_backends_with_engine {
     ($name:ident, |$app:ident| $body:expr) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn scenario($app: $crate::common::App) {
-                $body.await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app = $crate::common::App::with_engine(sauti_store::testing::Backend::Sqlite)
-                    .await
-                    .unwrap();
-                scenario(app).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(app) = $crate::common::App::with_engine(sauti_store::testing::Backend::Postgres).await {
-                    scenario(app).await;
-                }
-            }
-        }
+        $crate::both_backends_started_by!(with_engine, $name, |$app| $body);
     };
 }
 
@@ -264,6 +242,14 @@ where
 #[macro_export]
 macro_rules! both_backends {
     ($name:ident, |$app:ident| $body:expr) => {
+        $crate::both_backends_started_by!(start, $name, |$app| $body);
+    };
+}
+
+/// The two tests of a scenario, the app made by `App::$start`.
+#[macro_export]
+macro_rules! both_backends_started_by {
+    ($start:ident, $name:ident, |$app:ident| $body:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -274,7 +260,7 @@ macro_rules! both_backends {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let app = $crate::common::App::start(sauti_store::testing::Backend::Sqlite)
+                let app = $crate::common::App::$start(sauti_store::testing::Backend::Sqlite)
                     .await
                     .unwrap();
                 scenario(app).await;
@@ -282,7 +268,7 @@ macro_rules! both_backends {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(app) = $crate::common::App::start(sauti_store::testing::Backend::Postgres).await {
+                if let Some(app) = $crate::common::App::$start(sauti_store::testing::Backend::Postgres).await {
                     scenario(app).await;
                 }
             }
