@@ -42,11 +42,7 @@ impl Registry {
     pub fn choose(&self, t: &Transmission) -> Option<Choice> {
         let routes = self.by_account.get(&t.account_id);
         let serving: Vec<&Arc<Route>> = routes
-            .map(|r| {
-                r.iter()
-                    .filter(|r| r.channels.contains(&t.channel))
-                    .collect()
-            })
+            .map(|r| r.iter().filter(|r| r.channels.contains(&t.channel)).collect())
             .unwrap_or_default();
         if serving.is_empty() {
             return Some(Choice::Sandbox);
