@@ -150,15 +150,21 @@ impl Engine {
         Engine { inner, tasks }
     }
 
-    /// Wait for every loop to finish after the stop token was cancelled.
+    /// Wait for every loop to finish after the stop token was cancelled. The adapters
+    /// are shut down while the outcome writer still runs, so what they report on the way
+    /// out (sends that never left, answers still in flight) is written, not left to the
+    /// lease to expire.
     pub async fn join(self) {
-        for t in self.tasks {
+        let mut tasks = self.tasks;
+        let writer = tasks.remove(1);
+        for t in tasks {
             let _ = t.await;
         }
         let registry = self.inner.registry.read().unwrap_or_else(|e| e.into_inner()).clone();
         for r in registry.by_provider.values() {
             r.adapter.shutdown().await;
         }
+        let _ = writer.await;
     }
 }
 
@@ -425,16 +431,12 @@ async fn write_loop(inner: Arc<Inner>, mut events: mpsc::Receiver<Event>, stop: 
         let n = tokio::select! {
             n = events.recv_many(&mut buf, 4096) => n,
             _ = stop.cancelled() => {
-                // Drain what is already here, then stop.
-                let mut n = 0;
-                while let Ok(e) = events.try_recv() {
-                    buf.push(e);
-                    n += 1;
+                // Keep writing what the adapters report while they shut down; stop after
+                // a quiet moment.
+                match tokio::time::timeout(Duration::from_millis(500), events.recv_many(&mut buf, 4096)).await {
+                    Ok(n) if n > 0 => n,
+                    _ => break,
                 }
-                if n == 0 {
-                    break;
-                }
-                n
             }
         };
         if n == 0 {
@@ -583,7 +585,10 @@ async fn reclaim_loop(inner: Arc<Inner>, stop: CancellationToken) {
 
 async fn reclaim(inner: &Inner) -> sauti_store::StoreResult<()> {
     loop {
-        let expired = inner.store.expired_leases(clock::now(), 500).await?;
+        let expired = inner
+            .store
+            .expired_leases(clock::now(), 500, &inner.config.owner)
+            .await?;
         if expired.is_empty() {
             return Ok(());
         }

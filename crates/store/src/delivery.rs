@@ -420,7 +420,7 @@ fn sent_sql(d: crate::Dialect, outcomes: &[&Outcome], now: DateTime<Utc>) -> (Q,
             .int(attempt);
         t.push(", ").opt_text(o.lease_owner.as_deref()).push(")");
     }
-    a.push(") AS v WHERE attempts.id = v.column1 AND attempts.status IN ('sending', 'ambiguous')");
+    a.push(") AS v WHERE attempts.id = v.column1 AND attempts.status = 'sending'");
     t.push(
         ") AS v WHERE transmissions.id = v.column1 AND transmissions.attempts = v.column2 \
          AND transmissions.status = 'sending' AND transmissions.lease_owner = v.column4 RETURNING ",
@@ -476,9 +476,11 @@ fn outcome_sql(d: crate::Dialect, o: &Outcome, now: DateTime<Utc>) -> (Option<Q>
                 q.push(", ended_at = ").ts(now);
             }
         }
-        // Only an open attempt is settled: a receipt may already have completed it.
         q.push(", updated_at = ").ts(now).push(" WHERE id = ").int(id);
-        q.push(" AND status IN ('sending', 'ambiguous')");
+        // Only an open attempt is settled. One already marked ambiguous (its lease was
+        // taken over) stays so, whatever its worker reports late: a resend may be under
+        // way, and the duplicate must stay accounted for.
+        q.push(" AND status = 'sending'");
         q
     });
     let mut t = Q::new(d);

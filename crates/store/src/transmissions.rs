@@ -547,18 +547,26 @@ impl Store {
         )
     }
 
-    /// Transmissions whose lease ran out (their worker died): their open attempts become
+    /// Transmissions whose lease ran out (their worker died; never `except_owner`'s own):
+    /// their open attempts become
     /// `ambiguous` — the bytes may or may not have left — and the transmissions are settled
     /// by `policy` through [`Store::apply_outcomes`]. Returns what was reclaimed.
     pub async fn expired_leases(
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        except_owner: &str,
     ) -> StoreResult<Vec<(Transmission, Option<Attempt>)>> {
-        let sql =
-            "SELECT * FROM transmissions WHERE status = 'sending' AND leased_until < $1 ORDER BY leased_until LIMIT $2";
-        let rows: Vec<Transmission> =
-            on_pool!(self, p => sqlx::query_as(sql).bind(now).bind(i64::from(limit)).fetch_all(p).await)?;
+        // A worker never takes over its own leases: their work is still in its hands (a
+        // renewal that came late under load is not a death), and it settles them itself.
+        let sql = "SELECT * FROM transmissions WHERE status = 'sending' AND leased_until < $1 \
+                   AND (lease_owner IS NULL OR lease_owner <> $3) ORDER BY leased_until LIMIT $2";
+        let rows: Vec<Transmission> = on_pool!(self, p => sqlx::query_as(sql)
+            .bind(now)
+            .bind(i64::from(limit))
+            .bind(except_owner)
+            .fetch_all(p)
+            .await)?;
         let mut out = Vec::with_capacity(rows.len());
         for t in rows {
             let sql = "SELECT * FROM attempts WHERE transmission_id = $1 AND number = $2 ORDER BY id DESC LIMIT 1";
