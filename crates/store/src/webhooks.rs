@@ -357,13 +357,29 @@ impl Store {
         q.push(") RETURNING *");
         let rows: Vec<WebhookDelivery> =
             on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).fetch_all(p).await)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for d in rows {
-            if let Some(e) = self.get_webhook_endpoint(d.account_id, d.endpoint_id).await? {
-                out.push((d, e));
-            }
+        if rows.is_empty() {
+            return Ok(vec![]);
         }
-        Ok(out)
+        // The endpoints of the batch in one query, not one per delivery.
+        let mut ids: Vec<i64> = rows.iter().map(|d| d.endpoint_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut e = Q::new(self.dialect());
+        e.push("SELECT * FROM webhook_endpoints WHERE id IN (");
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                e.push(", ");
+            }
+            e.int(*id);
+        }
+        e.push(")");
+        let endpoints: Vec<WebhookEndpoint> =
+            on_pool!(self, p => sqlx::query_as_with(e.sql(), args(p, &e)).fetch_all(p).await)?;
+        let by_id: std::collections::HashMap<i64, WebhookEndpoint> = endpoints.into_iter().map(|e| (e.id, e)).collect();
+        Ok(rows
+            .into_iter()
+            .filter_map(|d| by_id.get(&d.endpoint_id).cloned().map(|e| (d, e)))
+            .collect())
     }
 
     /// Record one try of a delivery and what follows from it: `next_attempt_at` for a

@@ -11,7 +11,9 @@ use sauti_store::{Json, JsonMap, Template, Text};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{MetadataPatch, created, no_content};
+use std::sync::atomic::AtomicBool;
+
+use super::{MetadataPatch, changed_concurrently, created, no_content, patch_fresh};
 use crate::AppState;
 use crate::auth::{Authed, TemplatesRead, TemplatesWrite, TextsRead, TextsWrite};
 use crate::error::{ApiError, ApiResult};
@@ -62,7 +64,7 @@ fn template_body(t: &Template) -> Value {
 }
 
 /// Body of `POST /api/texts` and `PATCH /api/texts/{id}`.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct TextInput {
     pub name: Option<String>,
     /// The SMS text; `{{first_name}}`, `{{metadata.key}}` are filled per contact.
@@ -75,7 +77,7 @@ pub struct TextInput {
 }
 
 /// Body of `POST /api/templates` and `PATCH /api/templates/{id}`.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct TemplateInput {
     pub name: Option<String>,
     pub subject: Option<String>,
@@ -244,21 +246,20 @@ pub async fn texts_update(
     Id(id): Id,
     JsonBody(input): JsonBody<TextInput>,
 ) -> ApiResult<Response> {
-    let mut checked = st
+    let mut first = st
         .store
         .get_text(auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    input.apply(&mut checked)?;
+    input.clone().apply(&mut first)?;
+    let invalid = AtomicBool::new(false);
     st.store
         .update_text(auth.account_id, id, |t| {
-            let (c, u) = (t.created_at, t.updated_at);
-            *t = checked.clone();
-            t.created_at = c;
-            t.updated_at = u;
+            patch_fresh(t, &invalid, |t| input.clone().apply(t))
         })
         .await?
         .ok_or(ApiError::NotFound)?;
+    changed_concurrently(&invalid)?;
     Ok(no_content(format!("/api/texts/{id}")))
 }
 
@@ -335,21 +336,20 @@ pub async fn templates_update(
     Id(id): Id,
     JsonBody(input): JsonBody<TemplateInput>,
 ) -> ApiResult<Response> {
-    let mut checked = st
+    let mut first = st
         .store
         .get_template(auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    input.apply(&mut checked)?;
+    input.clone().apply(&mut first)?;
+    let invalid = AtomicBool::new(false);
     st.store
         .update_template(auth.account_id, id, |t| {
-            let (c, u) = (t.created_at, t.updated_at);
-            *t = checked.clone();
-            t.created_at = c;
-            t.updated_at = u;
+            patch_fresh(t, &invalid, |t| input.clone().apply(t))
         })
         .await?
         .ok_or(ApiError::NotFound)?;
+    changed_concurrently(&invalid)?;
     Ok(no_content(format!("/api/templates/{id}")))
 }
 

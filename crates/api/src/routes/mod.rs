@@ -26,7 +26,7 @@ use sauti_store::JsonMap;
 use serde::Deserialize;
 use tower_http::trace::TraceLayer;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::{AppState, auth, idempotency, metrics};
 
 pub fn router(state: AppState) -> Router {
@@ -214,11 +214,39 @@ pub(crate) fn set<T: Clone>(field: &mut T, value: &Option<T>) {
     }
 }
 
+/// Apply a PATCH inside the store's compare-and-swap, to whichever row is current when
+/// the write happens (the closure may run more than once). The handler has already run
+/// `apply` on the row it read, answering 422 when invalid; if a concurrent change makes
+/// the same PATCH invalid on the fresh row, the row is left as it is and `invalid` is set,
+/// for the handler to answer 409. Never writes a stale copy over someone else's change.
+pub(crate) fn patch_fresh<T: Clone>(
+    row: &mut T,
+    invalid: &std::sync::atomic::AtomicBool,
+    apply: impl FnOnce(&mut T) -> Result<(), ValidationErrors>,
+) {
+    let mut next = row.clone();
+    let ok = apply(&mut next).is_ok();
+    if ok {
+        *row = next;
+    }
+    invalid.store(!ok, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The 409 of a PATCH that a concurrent change made invalid (see [`patch_fresh`]).
+pub(crate) fn changed_concurrently(invalid: &std::sync::atomic::AtomicBool) -> ApiResult<()> {
+    if invalid.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ApiError::Conflict(
+            "the record was changed concurrently and the update no longer applies; read it and try again".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// `metadata` and `metadata_merge_mode` of an update body.
 // Both are read as any JSON and checked in `validate`: the struct is `#[serde(flatten)]`ed
 // into update bodies, and a type error inside a flattened struct loses its field name, so
 // a wrong type would otherwise be reported under `base` instead of the field.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct MetadataPatch {
     /// Key-value pairs to store on the object.
     #[schema(value_type = Option<Object>)]

@@ -11,7 +11,9 @@ use sauti_store::{Json, JsonMap, Provider};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{MetadataPatch, created, no_content};
+use std::sync::atomic::AtomicBool;
+
+use super::{MetadataPatch, changed_concurrently, created, no_content, patch_fresh};
 use crate::AppState;
 use crate::auth::{Authed, ProvidersRead, ProvidersWrite};
 use crate::error::{ApiError, ApiResult};
@@ -99,7 +101,7 @@ pub(crate) fn body(p: &Provider) -> Value {
 }
 
 /// Body of `POST /api/providers` and `PATCH /api/providers/{id}`.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct ProviderInput {
     pub name: Option<String>,
     /// `sandbox`, `smpp`, `twilio` (Twilio-compatible: Twilio, Somleng), `kannel`, `smtp`.
@@ -275,22 +277,20 @@ pub async fn update(
     Id(id): Id,
     JsonBody(input): JsonBody<ProviderInput>,
 ) -> ApiResult<Response> {
-    let mut current = st
+    let mut first = st
         .store
         .get_provider(auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    input.apply(&mut current, false)?;
-    let checked = current;
+    input.clone().apply(&mut first, false)?;
+    let invalid = AtomicBool::new(false);
     st.store
         .update_provider(auth.account_id, id, |p| {
-            let (created_at, updated_at) = (p.created_at, p.updated_at);
-            *p = checked.clone();
-            p.created_at = created_at;
-            p.updated_at = updated_at;
+            patch_fresh(p, &invalid, |p| input.clone().apply(p, false))
         })
         .await?
         .ok_or(ApiError::NotFound)?;
+    changed_concurrently(&invalid)?;
     Ok(no_content(location(id)))
 }
 

@@ -13,7 +13,9 @@ use sauti_store::{Json, JsonMap, WebhookEndpoint};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{MetadataPatch, created, no_content};
+use std::sync::atomic::AtomicBool;
+
+use super::{MetadataPatch, changed_concurrently, created, no_content, patch_fresh};
 use crate::AppState;
 use crate::auth::{Authed, WebhookEndpointsRead, WebhookEndpointsWrite};
 use crate::error::{ApiError, ApiResult};
@@ -70,7 +72,7 @@ fn body(e: &WebhookEndpoint) -> Value {
 }
 
 /// Body of `POST /api/webhook_endpoints` and `PATCH /api/webhook_endpoints/{id}`.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct WebhookEndpointInput {
     /// Where events are POSTed (http or https).
     pub url: Option<String>,
@@ -212,18 +214,16 @@ pub async fn update(
     Id(id): Id,
     JsonBody(input): JsonBody<WebhookEndpointInput>,
 ) -> ApiResult<Response> {
-    let mut checked = find(&st, auth.account_id, id).await?;
-    input.apply(&mut checked)?;
+    let mut first = find(&st, auth.account_id, id).await?;
+    input.clone().apply(&mut first)?;
+    let invalid = AtomicBool::new(false);
     st.store
         .update_webhook_endpoint(auth.account_id, id, |e| {
-            let (c, u, s) = (e.created_at, e.updated_at, e.secret.clone());
-            *e = checked.clone();
-            e.created_at = c;
-            e.updated_at = u;
-            e.secret = s;
+            patch_fresh(e, &invalid, |e| input.clone().apply(e))
         })
         .await?
         .ok_or(ApiError::NotFound)?;
+    changed_concurrently(&invalid)?;
     Ok(no_content(format!("/api/webhook_endpoints/{id}")))
 }
 
