@@ -83,6 +83,8 @@ for backend in $backends; do
     fi
     port="$(free_port)"
     export SAUTI_DATA_DIR="$data" SAUTI_DATABASE_URL="$url" SAUTI_BIND="127.0.0.1:$port" SAUTI_LOG=warn
+    # The benchmark measures throughput, not the per-token request limit.
+    export SAUTI_RATE_LIMIT=off
     "$bin" migrate >&2
     token="$("$bin" accounts create --name Bench | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
     "$bin" serve >"$work/serve-$backend.log" 2>&1 &

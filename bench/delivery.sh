@@ -63,6 +63,8 @@ for backend in $backends; do
         db_url="sqlite://$dir/sauti.db"
     fi
     export SAUTI_DATABASE_URL="$db_url" SAUTI_DATA_DIR="$dir" SAUTI_BIND=127.0.0.1:0 SAUTI_LOG=warn,sauti=info
+    # The benchmark measures throughput, not the per-token request limit.
+    export SAUTI_RATE_LIMIT=off
     token="$(target/release/sauti accounts create --name Bench 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
     target/release/sauti serve 2>"$dir/serve.log" &
     server=$!; pids+=($server)

@@ -3,6 +3,9 @@
 --   wrk ... -s bench/http.lua URL -- get FIRST_ID LAST_ID   GET /api/access_tokens/:id, ids drawn at random
 --                                                          from FIRST_ID..LAST_ID so the run is not one hot row
 --   wrk ... -s bench/http.lua URL -- path /api/...          GET one fixed path (query already percent-encoded)
+--   wrk ... -s bench/http.lua URL -- verify                 POST /api/verifications, a new number each time
+--   wrk ... -s bench/http.lua URL -- check FIRST_ID LAST_ID POST /api/verifications/:id/verification_checks with
+--                                                          a wrong code, ids in turn (each is evaluated 5 times)
 --
 -- Headers (Authorization) come from wrk's -H. done() prints one machine-readable BENCH line
 -- so the driver does not have to parse wrk's human-oriented, unit-varying text.
@@ -17,12 +20,26 @@ function init(args)
     math.randomseed(math.floor(os.clock() * 1000000) + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
   elseif mode == "path" then
     path = args[2]
+  elseif mode == "verify" or mode == "check" then
+    first, last = tonumber(args[2] or "1"), tonumber(args[3] or "1")
+    -- Distinct numbers per thread: the thread's table address picks its block.
+    counter = (tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 1000) * 1000000
   else
-    error("usage: -- get FIRST_ID LAST_ID | -- path /api/...")
+    error("usage: -- get FIRST_ID LAST_ID | -- path /api/... | -- verify | -- check FIRST_ID LAST_ID")
   end
 end
 
 function request()
+  if mode == "verify" then
+    counter = counter + 1
+    return wrk.format("POST", "/api/verifications", {["Content-Type"] = "application/json"},
+      string.format('{"to":"+2547%08d"}', counter % 100000000))
+  elseif mode == "check" then
+    counter = counter + 1
+    local id = first + (counter % (last - first + 1))
+    return wrk.format("POST", "/api/verifications/" .. id .. "/verification_checks",
+      {["Content-Type"] = "application/json"}, '{"code":"0000000000"}')
+  end
   if mode == "get" then
     return wrk.format("GET", "/api/access_tokens/" .. math.random(first, last))
   end

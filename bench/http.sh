@@ -7,6 +7,10 @@
 # metadata (every fourth {"tier":"gold"}), and drives with wrk --latency:
 #   (a) GET /api/access_tokens/:id            (random ids among the created tokens)
 #   (b) GET /api/access_tokens?q[metadata][tier]=gold&per_page=25
+#   (c) POST /api/verifications                 (a new number each time; the engine sends
+#                                                every code through the sandbox meanwhile)
+#   (d) POST /api/verifications/:id/verification_checks  (wrong codes over the verifications
+#                                                of (c): each is a real check, answered 422)
 # and prints a Markdown table of requests/s and p50/p99 latency.
 #
 # Usage: bench/http.sh [sqlite|postgres|all]        (default: all)
@@ -100,7 +104,7 @@ start_server() {
     local name="$1" url="$2"
     local server_log="bench/out/${name}-server.log"
     SAUTI_BIND=127.0.0.1:0 SAUTI_DATA_DIR="$work/$name" SAUTI_DATABASE_URL="$url" \
-        SAUTI_LOG="warn,sauti=info" SAUTI_LOG_FORMAT=text \
+        SAUTI_LOG="warn,sauti=info" SAUTI_LOG_FORMAT=text SAUTI_RATE_LIMIT=off \
         "$bin" serve >/dev/null 2>"$server_log" &
     server_pid=$!
     base_url=""
@@ -175,6 +179,18 @@ bench_backend() {
 
     run_wrk "$name" get "GET /api/access_tokens/:id" get "$first_id" "$last_id"
     run_wrk "$name" list "GET /api/access_tokens?q[metadata][tier]=gold&per_page=25" path "$list_path"
+
+    # Verifications: the prefix guard off (every number here shares +2547), then codes to
+    # new numbers, then checks of them. A 10-digit wrong code never matches a 6-digit one.
+    curl -fsS -X PATCH -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+        -d '{"settings":{"fraud_guard_prefix_max":0}}' "$base_url/api/account" >/dev/null ||
+        die "turning the prefix guard off failed"
+    run_wrk "$name" verify "POST /api/verifications" verify
+    local total
+    total="$(curl -fsS -D - -o /dev/null -H "Authorization: Bearer $token" "$base_url/api/verifications?per_page=1" |
+        tr -d '\r' | sed -n 's/^[Tt]otal: *//p')"
+    [[ -n "$total" && "$total" -gt 0 ]] || die "no verifications were created"
+    run_wrk "$name" check "POST /api/verifications/:id/verification_checks (wrong code, 422)" check 1 "$total"
 
     stop_server
 }

@@ -223,6 +223,10 @@ needs! {
     ContactImportsRead => ContactImportsRead;
     ContactImportsWrite => ContactImportsWrite;
     TransmissionsRead => TransmissionsRead;
+    VerificationsRead => VerificationsRead;
+    VerificationsWrite => VerificationsWrite;
+    SignupsRead => SignupsRead;
+    SignupsWrite => SignupsWrite;
     TransmissionsWrite => TransmissionsWrite;
     ProvidersRead => ProvidersRead;
     ProvidersWrite => ProvidersWrite;

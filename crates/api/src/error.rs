@@ -44,6 +44,10 @@ pub enum ApiError {
     Validation(ValidationErrors),
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// 429 with `Retry-After: retry_after` (seconds): a rate limit or a send limit was
+    /// reached; the message says which and when to try again.
+    #[error("too many requests: {message}")]
+    TooManyRequests { message: String, retry_after: u64 },
     /// 501: something sauti does not do yet; the message says what.
     #[error("not implemented: {0}")]
     NotImplemented(&'static str),
@@ -82,6 +86,9 @@ impl ApiError {
             ApiError::WrongMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", base(m)),
             ApiError::Validation(v) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", v.0.clone()),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", base(m)),
+            ApiError::TooManyRequests { message, .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_requests", base(message))
+            }
             ApiError::NotImplemented(m) => (StatusCode::NOT_IMPLEMENTED, "not_implemented", base(m)),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -99,6 +106,10 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %detail, "internal error");
         }
         let (status, code, errors) = self.parts();
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         let mut resp = (
             status,
             axum::Json(ErrorBody {
@@ -112,6 +123,9 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"sauti\""),
             );
+        }
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

@@ -16,6 +16,7 @@ mod image;
 mod metrics;
 pub mod openapi;
 mod pagination;
+mod rate_limit;
 mod routes;
 mod wire;
 
@@ -27,6 +28,7 @@ use axum::Router;
 use sauti_store::Store;
 
 pub use error::{ApiError, ErrorBody};
+pub use rate_limit::RateLimit;
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -49,6 +51,17 @@ pub struct ApiConfig {
     /// sauti's base URL as providers reach it: callback URLs are checked against it
     /// (Twilio signs the full URL).
     pub public_url: String,
+    /// Where time-counting rules (OTP expiry, send and velocity limits, rate limits) read
+    /// the time; tests substitute a clock they move by hand.
+    pub clock: sauti_core::clock::SharedClock,
+    /// The server's own secret: one-time codes are derived from it and never stored.
+    /// Every node of one installation must share it (`SAUTI_SECRET_KEY`).
+    pub secret_key: std::sync::Arc<sauti_core::secret::ServerKey>,
+    /// Requests each access token may make (by client address for requests without a
+    /// valid token), kept by each node for itself; past it the API answers 429 with
+    /// `Retry-After`. Operations endpoints, the API docs and provider callbacks are not
+    /// limited. `None` disables it (`SAUTI_RATE_LIMIT=off`). Default: 200/s, bursts of 400.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for ApiConfig {
@@ -61,6 +74,9 @@ impl Default for ApiConfig {
             data_dir: std::path::PathBuf::from("sauti-data"),
             auth_cache_ttl: Duration::from_secs(2),
             public_url: "http://127.0.0.1:8080".into(),
+            clock: sauti_core::clock::system(),
+            secret_key: std::sync::Arc::new(sauti_core::secret::ServerKey::random()),
+            rate_limit: Some(RateLimit::default()),
         }
     }
 }
@@ -72,6 +88,7 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     metrics: Arc<metrics::HttpMetrics>,
     auth_cache: Arc<auth::AuthCache>,
+    rate_limiter: Option<Arc<rate_limit::Limiter>>,
     /// Notified when new work may be due, so the engine in this process starts at once
     /// instead of at its next poll.
     pub wake: Arc<tokio::sync::Notify>,
@@ -82,6 +99,9 @@ impl AppState {
         Self {
             store,
             auth_cache: Arc::new(auth::AuthCache::new(config.auth_cache_ttl)),
+            rate_limiter: config
+                .rate_limit
+                .map(|limit| Arc::new(rate_limit::Limiter::new(limit, config.clock.clone()))),
             config: Arc::new(config),
             metrics: Arc::new(metrics::HttpMetrics::new()),
             wake: Arc::new(tokio::sync::Notify::new()),

@@ -31,6 +31,11 @@ impl HttpMetrics {
         Self { recorder, handle }
     }
 
+    /// The recorder to count into (`metrics::with_local_recorder`).
+    pub(crate) fn recorder(&self) -> &PrometheusRecorder {
+        &self.recorder
+    }
+
     pub fn render(&self) -> String {
         self.handle.render()
     }
@@ -53,4 +58,11 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
         metrics::histogram!("sauti_http_request_duration_seconds", &labels).record(elapsed);
     });
     resp
+}
+
+/// Count a verification send refused by a limit (`destination`, `ip` or `prefix`).
+pub(crate) fn count_verification_blocked(state: &AppState, limit: &'static str) {
+    metrics::with_local_recorder(&state.metrics.recorder, || {
+        metrics::counter!("sauti_verifications_blocked_total", "limit" => limit).increment(1);
+    });
 }

@@ -8,8 +8,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
 use crate::routes::{
-    access_tokens, accounts, clients, contact_imports, contacts, content, groups, ops, providers, session,
-    transmissions, users, webhook_endpoints,
+    access_tokens, accounts, clients, contact_imports, contacts, content, groups, ops, providers, session, signups,
+    transmissions, users, verifications, webhook_endpoints,
 };
 
 /// Query parameters every list endpoint takes.
@@ -55,6 +55,10 @@ pub struct ListParams {
         webhook_endpoints::index, webhook_endpoints::create, webhook_endpoints::show, webhook_endpoints::update,
         webhook_endpoints::destroy, webhook_endpoints::deliveries, webhook_endpoints::delivery,
         webhook_endpoints::delivery_attempts, webhook_endpoints::replay,
+        verifications::index, verifications::create, verifications::show, verifications::check_by_id,
+        verifications::check_by_to, verifications::create_event,
+        signups::index, signups::create, signups::show, signups::check, signups::put_documents,
+        signups::show_document, signups::register, signups::own_document,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(crate::ErrorBody)),
@@ -71,6 +75,8 @@ pub struct ListParams {
         (name = "content", description = "SMS texts and email templates"),
         (name = "transmissions", description = "Messages, their attempts and results"),
         (name = "webhooks", description = "Signed outbound events"),
+        (name = "verifications", description = "One-time codes"),
+        (name = "signups", description = "Phone-verified customer sign-up"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

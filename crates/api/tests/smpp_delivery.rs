@@ -262,3 +262,48 @@ both_backends_with_engine!(mo_messages_become_inbound_transmissions, |app| async
     sim.shutdown().await;
     app.stop().await;
 });
+
+both_backends_with_engine!(an_otp_reaches_the_smsc_with_the_code_that_approves, |app| async move {
+    let sim = Simulator::start(SimConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let t = app.tenant("Acme").await;
+    smpp_provider(&app, &t.token, &sim, json!({})).await;
+    eventually(20, "the bind", || async { (sim.stats().binds >= 1).then_some(()) }).await;
+    let r = app
+        .post(
+            "/api/verifications",
+            &t.token,
+            json!({"to": "+254712345678", "code_length": 7}),
+        )
+        .await;
+    assert_status(&r, StatusCode::CREATED, "start");
+    let id = r.body["id"].as_i64().unwrap();
+    assert!(
+        sim.wait_for_submits(1, Duration::from_secs(20)).await,
+        "the code reaches the SMSC"
+    );
+    let submit = sim.submits().remove(0);
+    assert_eq!(submit.destination_addr, "254712345678");
+    // Read the code off the wire, as the phone would show it.
+    let text = submit.text.clone();
+    let code = text
+        .strip_prefix("Your Acme verification code is: ")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(code.len(), 7, "{text}");
+    assert!(code.chars().all(|c| c.is_ascii_digit()), "{text}");
+    let r = app
+        .post(
+            &format!("/api/verifications/{id}/verification_checks"),
+            &t.token,
+            json!({"code": code}),
+        )
+        .await;
+    assert_status(&r, StatusCode::OK, "the code from the SMSC");
+    assert_eq!(r.body["status"], "approved");
+    sim.shutdown().await;
+    app.stop().await;
+});

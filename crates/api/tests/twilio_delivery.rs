@@ -81,6 +81,10 @@ both_backends_with_engine!(sms_through_a_twilio_compatible_provider, |app| async
         .body;
     assert!(a[0]["remote_id"].as_str().unwrap().starts_with("SM"), "{a}");
     assert_eq!(a[0]["provider_kind"], "twilio");
+    assert!(
+        a[0]["response"].get("body").is_none() && a[0]["response"]["sid"].is_string(),
+        "Twilio's echo of the text is not kept (for a one-time code it is the code): {a}"
+    );
     // The provider's own refusal is permanent: 21211, one attempt.
     let r = app
         .post(

@@ -170,7 +170,15 @@ fn accepted(body: &serde_json::Value, our_segments: u32) -> Option<SendOutcome> 
         part_ids: vec![sid],
         segments,
         raw_status: body.get("status").and_then(|s| s.as_str()).map(str::to_string),
-        response: body.clone(),
+        // Twilio echoes the message text; the transmission has it already, and for a
+        // one-time code it is the code itself, which nothing in sauti may keep.
+        response: {
+            let mut r = body.clone();
+            if let Some(o) = r.as_object_mut() {
+                o.remove("body");
+            }
+            r
+        },
     })
 }
 

@@ -24,9 +24,16 @@ Configuration (later sources win): built-in defaults, then the TOML file given w
                               callbacks and DLR URLs [default: http://<SAUTI_BIND>]
   SAUTI_LEASE_SECONDS         how long a worker's claim on a message lasts before
                               another worker may take it over [default: 30]
+  SAUTI_SECRET_KEY            64 hex digits: the key verification codes are derived
+                              from; every node of one installation needs the same
+                              [default: <SAUTI_DATA_DIR>/secret.key, made on first start]
+  SAUTI_RATE_LIMIT            requests per access token (per client address without
+                              one) on each node: N/s or N/s,burst=M (burst defaults to
+                              2N), or off; past it the API answers 429 with Retry-After
+                              [default: 200/s,burst=400]
 
 TOML keys: bind, data_dir, database_url, log, log_format, session_ttl_seconds,
-body_limit_bytes, public_url, lease_seconds (same meanings). Example:
+body_limit_bytes, public_url, lease_seconds, rate_limit (same meanings). Example:
 
   bind = \"0.0.0.0:8080\"
   database_url = \"postgres://sauti@db.internal/sauti\"

@@ -44,6 +44,46 @@ pub(crate) async fn open_store(config: &Config) -> Result<Store> {
     Ok(store)
 }
 
+/// The installation's secret key (verification codes are derived from it): from
+/// `SAUTI_SECRET_KEY` (64 hex digits), else `<data_dir>/secret.key`, made on first start.
+/// Every node of one installation needs the same key, so on PostgreSQL set the variable.
+fn load_secret_key(config: &Config) -> Result<std::sync::Arc<sauti_core::secret::ServerKey>> {
+    use sauti_core::secret::ServerKey;
+    if let Ok(text) = std::env::var("SAUTI_SECRET_KEY") {
+        let key = ServerKey::parse(&text).context("SAUTI_SECRET_KEY must be 64 hex digits (32 bytes)")?;
+        return Ok(std::sync::Arc::new(key));
+    }
+    let path = config.data_dir.join("secret.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let key = ServerKey::parse(&text).with_context(|| format!("{} must hold 64 hex digits", path.display()))?;
+            Ok(std::sync::Arc::new(key))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = ServerKey::random();
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+            write_private(&path, &key.to_hex()).with_context(|| format!("cannot write {}", path.display()))?;
+            tracing::info!(path = %path.display(), "made a new secret key");
+            Ok(std::sync::Arc::new(key))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Create `path` readable by its owner only, failing if it exists (two processes starting
+/// at once must not write two keys).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
 pub async fn serve(config: &Config, args: &ServeArgs) -> Result<()> {
     let store = open_store(config).await?;
     // Handlers go in before the address is announced: whoever reads "listening on" may
@@ -53,8 +93,12 @@ pub async fn serve(config: &Config, args: &ServeArgs) -> Result<()> {
     let mut signals = Signals::install()?;
     let stop = CancellationToken::new();
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let secret_key = load_secret_key(config)?;
     let engine = matches!(args.role, Role::All | Role::Worker).then(|| {
-        let engine_config = config.engine_config();
+        let engine_config = sauti_engine::EngineConfig {
+            secret_key: secret_key.clone(),
+            ..config.engine_config()
+        };
         tracing::info!(owner = %engine_config.owner, "delivery workers started");
         sauti_engine::Engine::start(store.clone(), engine_config, wake.clone(), stop.clone())
     });
@@ -67,7 +111,11 @@ pub async fn serve(config: &Config, args: &ServeArgs) -> Result<()> {
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let addr = listener.local_addr().context("cannot read the bound address")?;
         tracing::info!(role = args.role.name(), "listening on http://{addr}");
-        let mut state = sauti_api::AppState::new(store.clone(), config.api_config());
+        let api_config = sauti_api::ApiConfig {
+            secret_key: secret_key.clone(),
+            ..config.api_config()
+        };
+        let mut state = sauti_api::AppState::new(store.clone(), api_config);
         state.wake = wake.clone();
         Some(tokio::spawn(sauti_api::run(
             state,

@@ -56,6 +56,9 @@ pub struct Config {
     pub public_url: String,
     /// How long a worker's claim on a transmission lasts before another may take it.
     pub lease: Duration,
+    /// Requests per access token (per client address without one), per node; `None` is
+    /// `off`.
+    pub rate_limit: Option<sauti_api::RateLimit>,
 }
 
 /// The TOML file: every key optional, unknown keys rejected so a typo is not silently
@@ -72,6 +75,7 @@ struct FileConfig {
     body_limit_bytes: Option<usize>,
     public_url: Option<String>,
     lease_seconds: Option<u64>,
+    rate_limit: Option<String>,
 }
 
 /// One layer's worth of settings, before defaults fill the gaps.
@@ -86,6 +90,7 @@ struct Layer {
     body_limit_bytes: Option<usize>,
     public_url: Option<String>,
     lease_seconds: Option<u64>,
+    rate_limit: Option<String>,
 }
 
 impl Layer {
@@ -101,6 +106,7 @@ impl Layer {
             body_limit_bytes: over.body_limit_bytes.or(self.body_limit_bytes),
             public_url: over.public_url.or(self.public_url),
             lease_seconds: over.lease_seconds.or(self.lease_seconds),
+            rate_limit: over.rate_limit.or(self.rate_limit),
         }
     }
 }
@@ -128,6 +134,7 @@ impl Config {
             body_limit_bytes: self.body_limit_bytes,
             data_dir: self.data_dir.clone(),
             public_url: self.public_url.clone(),
+            rate_limit: self.rate_limit,
             ..Default::default()
         }
     }
@@ -164,6 +171,7 @@ fn from_toml(text: &str) -> Result<Layer> {
         body_limit_bytes: file.body_limit_bytes,
         public_url: file.public_url,
         lease_seconds: file.lease_seconds,
+        rate_limit: file.rate_limit,
     })
 }
 
@@ -197,6 +205,7 @@ fn from_env(env: &impl Fn(&str) -> Option<String>) -> Result<Layer> {
             .context("SAUTI_BODY_LIMIT_BYTES is too large")?,
         public_url: var("SAUTI_PUBLIC_URL"),
         lease_seconds: number("SAUTI_LEASE_SECONDS")?,
+        rate_limit: var("SAUTI_RATE_LIMIT"),
     })
 }
 
@@ -240,7 +249,13 @@ fn resolve(layer: Layer) -> Result<Config> {
     if lease_seconds == 0 {
         bail!("lease_seconds must be positive");
     }
+    let rate_limit = match layer.rate_limit {
+        None => Some(sauti_api::RateLimit::default()),
+        Some(text) => sauti_api::RateLimit::parse(&text)
+            .map_err(|why| anyhow::anyhow!("invalid rate limit (SAUTI_RATE_LIMIT / rate_limit): {why}"))?,
+    };
     Ok(Config {
+        rate_limit,
         public_url,
         lease: Duration::from_secs(lease_seconds),
         bind,
@@ -342,6 +357,36 @@ mod tests {
         assert_eq!(config.log_format, LogFormat::Text);
         assert_eq!(config.session_ttl, Duration::from_secs(86400));
         assert_eq!(config.body_limit_bytes, 1024 * 1024);
+        assert_eq!(
+            config.rate_limit,
+            Some(sauti_api::RateLimit {
+                per_second: 200,
+                burst: 400
+            })
+        );
+        assert_eq!(config.api_config().rate_limit, config.rate_limit);
+    }
+
+    #[test]
+    fn rate_limit_from_file_and_env() {
+        let limit = |per_second, burst| Some(sauti_api::RateLimit { per_second, burst });
+        let file = file_with("rate_limit = \"50/s,burst=60\"\n");
+        let config = Config::load(Some(file.path()), no_env()).unwrap();
+        assert_eq!(config.rate_limit, limit(50, 60));
+        let config = Config::load(Some(file.path()), env_of(&[("SAUTI_RATE_LIMIT", "10/s")])).unwrap();
+        assert_eq!(config.rate_limit, limit(10, 20), "the burst defaults to twice the rate");
+        assert_eq!(config.api_config().rate_limit, limit(10, 20));
+        let config = Config::load(Some(file.path()), env_of(&[("SAUTI_RATE_LIMIT", "off")])).unwrap();
+        assert_eq!(config.rate_limit, None);
+        assert_eq!(config.api_config().rate_limit, None);
+
+        for bad in ["200", "200/min", "0/s", "10/s,burst=0", "10/s,burst"] {
+            let e = format!(
+                "{:#}",
+                Config::load(None, env_of(&[("SAUTI_RATE_LIMIT", bad)])).unwrap_err()
+            );
+            assert!(e.contains("SAUTI_RATE_LIMIT") && e.contains(bad), "{e}");
+        }
     }
 
     #[test]

@@ -415,6 +415,7 @@ async fn help_documents_the_configuration() {
         "SAUTI_BODY_LIMIT_BYTES",
         "SAUTI_PUBLIC_URL",
         "SAUTI_LEASE_SECONDS",
+        "SAUTI_RATE_LIMIT",
     ] {
         assert!(help.contains(needle), "--help does not mention {needle}:\n{help}");
     }

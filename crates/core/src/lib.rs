@@ -9,6 +9,7 @@ pub mod email;
 pub mod filter;
 pub mod metadata;
 pub mod msisdn;
+pub mod otp;
 pub mod permissions;
 pub mod secret;
 pub mod sms;

@@ -62,6 +62,8 @@ permissions! {
     TextsWrite => "texts_write",
     TemplatesRead => "templates_read",
     TemplatesWrite => "templates_write",
+    SignupsRead => "signups_read",
+    SignupsWrite => "signups_write",
 }
 
 impl std::fmt::Display for Permission {

@@ -89,3 +89,51 @@ mod tests {
         assert!(!verify_password("secret123", "not-a-hash"));
     }
 }
+
+/// The installation's own 256-bit secret. One-time codes are derived from it (see
+/// [`crate::otp`]), so a copy of the database alone reveals none of them.
+#[derive(Clone)]
+pub struct ServerKey([u8; 32]);
+
+impl std::fmt::Debug for ServerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerKey([FILTERED])")
+    }
+}
+
+impl ServerKey {
+    /// A fresh key from the OS CSPRNG.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut bytes)
+            .expect("the OS random source failed");
+        ServerKey(bytes)
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        ServerKey(bytes)
+    }
+
+    /// A key written as 64 hex digits (what [`ServerKey::to_hex`] writes).
+    pub fn parse(text: &str) -> Option<Self> {
+        let bytes = hex::decode(text.trim()).ok()?;
+        Some(ServerKey(bytes.try_into().ok()?))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// HMAC-SHA256 under this key of `parts`, each prefixed by its length so that no two
+    /// different part lists give the same input.
+    pub fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        use hmac::Mac;
+        let mut m = hmac::Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        for p in parts {
+            m.update(&(p.len() as u64).to_be_bytes());
+            m.update(p);
+        }
+        m.finalize().into_bytes().into()
+    }
+}

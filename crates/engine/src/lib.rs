@@ -21,6 +21,8 @@ use chrono::Utc;
 use sauti_channels::sandbox::{SandboxChannel, SandboxSettings};
 use sauti_channels::{ChannelKind, Context, Event, Outbound, ReceiptStatus, SendOutcome};
 use sauti_core::clock;
+use sauti_core::otp;
+use sauti_core::secret::ServerKey;
 use sauti_store::{Outcome, ReceiptIn, Settle, Store};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -63,6 +65,9 @@ pub struct EngineConfig {
     /// Concurrent webhook requests.
     pub webhook_concurrency: usize,
     pub webhook_timeout: Duration,
+    /// The installation's secret: verification codes are derived from it when their
+    /// message leaves (they are never stored). The API must use the same key.
+    pub secret_key: Arc<ServerKey>,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +85,7 @@ impl Default for EngineConfig {
             public_url: "http://127.0.0.1:8080".into(),
             webhook_concurrency: 16,
             webhook_timeout: Duration::from_secs(15),
+            secret_key: Arc::new(ServerKey::random()),
         }
     }
 }
@@ -273,6 +279,7 @@ async fn dispatch_loop(inner: Arc<Inner>, stop: CancellationToken) {
                             tracing::warn!(error = %e, "failing unroutable transmissions failed; their leases will expire");
                         }
                     }
+                    let (pairs, mut codes) = with_codes(&inner, pairs).await;
                     {
                         let mut pending = inner.pending.lock().unwrap_or_else(|e| e.into_inner());
                         for (t, a) in &pairs {
@@ -299,7 +306,10 @@ async fn dispatch_loop(inner: Arc<Inner>, stop: CancellationToken) {
                         if entry.0 != identity {
                             *entry = (identity, feeder(adapter));
                         }
-                        let message = outbound(&t, &a);
+                        let mut message = outbound(&t, &a);
+                        if let Some(code) = codes.remove(&t.id) {
+                            fill_code(&mut message, &code);
+                        }
                         if entry.1.send(message).await.is_err() {
                             tracing::error!(transmission_id = t.id, "adapter feeder stopped; the lease will expire");
                         }
@@ -316,6 +326,101 @@ async fn dispatch_loop(inner: Arc<Inner>, stop: CancellationToken) {
             _ = inner.wake.notified() => {}
             _ = tokio::time::sleep(inner.config.poll_interval) => {}
         }
+    }
+}
+
+/// Where a transmission's metadata names the verification whose code it carries.
+const VERIFICATION_ORIGIN: &str = "verification";
+
+fn verification_of(t: &sauti_store::Transmission) -> Option<i64> {
+    (t.origin == VERIFICATION_ORIGIN)
+        .then(|| t.metadata.0.get("verification_id").and_then(serde_json::Value::as_i64))
+        .flatten()
+}
+
+/// The codes of the verification messages among `pairs` (by transmission id), derived
+/// now from the server key: the database never holds them. A message whose verification
+/// is gone is failed; if the salts cannot be read, the verification messages are held
+/// back (their leases expire and they are claimed again).
+async fn with_codes(
+    inner: &Inner,
+    pairs: Vec<(sauti_store::Transmission, sauti_store::Attempt)>,
+) -> (
+    Vec<(sauti_store::Transmission, sauti_store::Attempt)>,
+    HashMap<i64, String>,
+) {
+    let ids: Vec<i64> = pairs.iter().filter_map(|(t, _)| verification_of(t)).collect();
+    let mut codes = HashMap::new();
+    if ids.is_empty() && pairs.iter().all(|(t, _)| t.origin != VERIFICATION_ORIGIN) {
+        return (pairs, codes);
+    }
+    let salts: HashMap<i64, (i64, String, i64)> = match inner.store.verification_salts(&ids).await {
+        Ok(rows) => rows
+            .into_iter()
+            .map(|(id, account, salt, len)| (id, (account, salt, len)))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading verification salts failed; their messages wait for the lease to expire");
+            let rest = pairs
+                .into_iter()
+                .filter(|(t, _)| t.origin != VERIFICATION_ORIGIN)
+                .collect();
+            return (rest, codes);
+        }
+    };
+    let mut gone = Vec::new();
+    let mut keep = Vec::with_capacity(pairs.len());
+    for (t, a) in pairs {
+        if t.origin != VERIFICATION_ORIGIN {
+            keep.push((t, a));
+            continue;
+        }
+        // Only the transmission's own account's verification: metadata is not a capability.
+        match verification_of(&t)
+            .and_then(|v| salts.get(&v))
+            .filter(|(account, ..)| *account == t.account_id)
+        {
+            Some((_, salt, len)) => {
+                let len = u8::try_from(*len).unwrap_or(otp::DEFAULT_LENGTH);
+                codes.insert(t.id, otp::code(&inner.config.secret_key, salt, len));
+                keep.push((t, a));
+            }
+            None => gone.push(Outcome {
+                transmission_id: t.id,
+                attempt_id: Some(a.id),
+                number: a.number,
+                lease_owner: Some(inner.config.owner.clone()),
+                settle: Settle::Reject {
+                    status: "failed",
+                    code: "verification_gone".into(),
+                    message: "the verification this code belongs to no longer exists".into(),
+                },
+            }),
+        }
+    }
+    if !gone.is_empty()
+        && let Err(e) = inner.store.apply_outcomes(&gone).await
+    {
+        tracing::warn!(error = %e, "failing orphaned verification messages failed; their leases will expire");
+    }
+    (keep, codes)
+}
+
+/// Write the code into a verification message (a voice call reads it digit by digit).
+fn fill_code(m: &mut Outbound, code: &str) {
+    let spoken;
+    let code = if m.channel == ChannelKind::Voice {
+        spoken = otp::spoken(code);
+        spoken.as_str()
+    } else {
+        code
+    };
+    m.body = m.body.replace(otp::PLACEHOLDER, code);
+    if let Some(h) = &mut m.html {
+        *h = h.replace(otp::PLACEHOLDER, code);
+    }
+    if let Some(s) = &mut m.subject {
+        *s = s.replace(otp::PLACEHOLDER, code);
     }
 }
 

@@ -17,11 +17,13 @@ mod idempotency;
 mod imports;
 mod list;
 mod providers;
+pub mod signups;
 mod sql;
 pub mod testing;
 mod tokens;
 pub mod transmissions;
 mod users;
+pub mod verifications;
 pub mod webhooks;
 
 use std::str::FromStr;
@@ -42,9 +44,14 @@ pub use imports::{ContactImport, ImportProgress, RejectedRow};
 pub use list::Page;
 pub use providers::Provider;
 pub use sauti_core::filter::Dialect;
+pub use signups::{Registered, Registration, Signup};
 pub use tokens::{AccessToken, NewAccessToken, Principal, TokenKind};
 pub use transmissions::{Attempt, NewTransmission, ResultRow, Transition, Transmission};
 pub use users::{NewUser, User, UserChanges};
+pub use verifications::{
+    Canceled, CheckTarget, Checked, Limit, SendLimits, StartVerification, Started, Verification, VerificationSend,
+    Window,
+};
 pub use webhooks::{WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint, WebhookEvent};
 
 /// JSON columns: JSONB on PostgreSQL, text on SQLite.

@@ -258,68 +258,7 @@ impl Store {
         }
         let now = clock::now();
         let mut events_of_inbound = Vec::new();
-        let mut q = Q::new(self.dialect());
-        q.push(
-            "INSERT INTO transmissions (account_id, direction, channel, origin, priority, contact_id, to_address, \
-             from_address, body, subject, html, text_id, template_id, encoding, segments, status, max_attempts, \
-             next_attempt_at, scheduled_at, expires_at, validity_period, provider_id, metadata, completed_at, created_at, \
-             updated_at) VALUES ",
-        );
-        for (i, r) in rows.iter().enumerate() {
-            if i > 0 {
-                q.push(", ");
-            }
-            let queued = r.status == status::QUEUED;
-            let due = queued.then(|| r.scheduled_at.unwrap_or(now).max(now));
-            let completed = (!queued).then_some(now);
-            q.push("(")
-                .int(r.account_id)
-                .push(", ")
-                .text(&r.direction)
-                .push(", ")
-                .text(&r.channel);
-            q.push(", ")
-                .text(&r.origin)
-                .push(", ")
-                .int(r.priority)
-                .push(", ")
-                .opt_int(r.contact_id);
-            q.push(", ")
-                .text(&r.to_address)
-                .push(", ")
-                .opt_text(r.from_address.as_deref());
-            q.push(", ")
-                .text(&r.body)
-                .push(", ")
-                .opt_text(r.subject.as_deref())
-                .push(", ")
-                .opt_text(r.html.as_deref());
-            q.push(", ").opt_int(r.text_id).push(", ").opt_int(r.template_id);
-            q.push(", ")
-                .opt_text(r.encoding.as_deref())
-                .push(", ")
-                .int(r.segments)
-                .push(", ")
-                .text(&r.status);
-            q.push(", ")
-                .int(r.max_attempts)
-                .push(", ")
-                .opt_ts(due)
-                .push(", ")
-                .opt_ts(r.scheduled_at);
-            q.push(", ")
-                .opt_ts(r.expires_at)
-                .push(", ")
-                .opt_int(r.validity_period)
-                .push(", ")
-                .opt_int(r.provider_id);
-            q.push(", ")
-                .json(&Value::Object(r.metadata.clone()))
-                .push(", ")
-                .opt_ts(completed);
-            q.push(", ").ts(now).push(", ").ts(now).push(")");
-        }
-        q.push(" RETURNING *");
+        let q = insert_query(self.dialect(), rows, now);
         let subs = self.subscriptions().await?;
         let created: Vec<Transmission> = on_pool!(self, p => {
             let mut tx = p.begin().await?;
@@ -608,4 +547,71 @@ impl Store {
         let sql = "SELECT status, COUNT(*) FROM transmissions WHERE ($1 IS NULL OR account_id = $1) GROUP BY status ORDER BY status";
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(account_id).fetch_all(p).await)?)
     }
+}
+
+/// The multi-row insert of `rows` at `now`, returning the new rows.
+pub(crate) fn insert_query(dialect: crate::Dialect, rows: &[NewTransmission], now: DateTime<Utc>) -> Q {
+    let mut q = Q::new(dialect);
+    q.push(
+        "INSERT INTO transmissions (account_id, direction, channel, origin, priority, contact_id, to_address, \
+         from_address, body, subject, html, text_id, template_id, encoding, segments, status, max_attempts, \
+         next_attempt_at, scheduled_at, expires_at, validity_period, provider_id, metadata, completed_at, created_at, \
+         updated_at) VALUES ",
+    );
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        let queued = r.status == status::QUEUED;
+        let due = queued.then(|| r.scheduled_at.unwrap_or(now).max(now));
+        let completed = (!queued).then_some(now);
+        q.push("(")
+            .int(r.account_id)
+            .push(", ")
+            .text(&r.direction)
+            .push(", ")
+            .text(&r.channel);
+        q.push(", ")
+            .text(&r.origin)
+            .push(", ")
+            .int(r.priority)
+            .push(", ")
+            .opt_int(r.contact_id);
+        q.push(", ")
+            .text(&r.to_address)
+            .push(", ")
+            .opt_text(r.from_address.as_deref());
+        q.push(", ")
+            .text(&r.body)
+            .push(", ")
+            .opt_text(r.subject.as_deref())
+            .push(", ")
+            .opt_text(r.html.as_deref());
+        q.push(", ").opt_int(r.text_id).push(", ").opt_int(r.template_id);
+        q.push(", ")
+            .opt_text(r.encoding.as_deref())
+            .push(", ")
+            .int(r.segments)
+            .push(", ")
+            .text(&r.status);
+        q.push(", ")
+            .int(r.max_attempts)
+            .push(", ")
+            .opt_ts(due)
+            .push(", ")
+            .opt_ts(r.scheduled_at);
+        q.push(", ")
+            .opt_ts(r.expires_at)
+            .push(", ")
+            .opt_int(r.validity_period)
+            .push(", ")
+            .opt_int(r.provider_id);
+        q.push(", ")
+            .json(&Value::Object(r.metadata.clone()))
+            .push(", ")
+            .opt_ts(completed);
+        q.push(", ").ts(now).push(", ").ts(now).push(")");
+    }
+    q.push(" RETURNING *");
+    q
 }

@@ -26,7 +26,11 @@ use crate::{Dialect, Json, JsonMap, Page, Store, StoreError, StoreResult, on_poo
 pub const SUBSCRIPTIONS_TTL: Duration = Duration::from_secs(2);
 
 /// Event types endpoints may subscribe to.
-pub const EVENT_TYPES: &[&str] = &["transmission.status_changed", "transmission.inbound"];
+pub const EVENT_TYPES: &[&str] = &[
+    "transmission.status_changed",
+    "transmission.inbound",
+    "verification.approved",
+];
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct WebhookEndpoint {

@@ -233,6 +233,9 @@ fn validate_settings(s: &JsonMap, errors: &mut ValidationErrors) {
     };
     int_in("phone_call_queue_limit", 1, 1_000_000, errors);
     int_in("max_phone_calls_for_callout_participation", 1, 100, errors);
+    for (key, _, lo, hi) in super::verifications::SETTINGS {
+        int_in(key, *lo, *hi, errors);
+    }
     if let Some(v) = s.get("from_phone_number")
         && !(v.is_null() || v.as_str().is_some_and(|f| !f.trim().is_empty() && f.len() <= 32))
     {

@@ -423,10 +423,10 @@ pub async fn contacts(
 // Logo upload
 // ---------------------------------------------------------------------------------------
 
-const NOT_AN_IMAGE: &str = "must be a PNG, JPEG, GIF or WebP image";
+pub(crate) const NOT_AN_IMAGE: &str = "must be a PNG, JPEG, GIF or WebP image";
 
 /// Room for a multipart body's boundaries and part headers on top of the image itself.
-const MULTIPART_SLACK: usize = 64 * 1024;
+pub(crate) const MULTIPART_SLACK: usize = 64 * 1024;
 
 /// The body limit of the logo route: the image limit plus multipart framing. A raw image
 /// body is held to the image limit itself as it is read.
@@ -452,13 +452,13 @@ fn into_inner<T>(m: Mutex<T>) -> T {
 
 /// Remove a blob nothing points at any more. Best effort: the row no longer names it, so
 /// a failure leaves an orphaned file, never a broken logo; it is logged for the operator.
-async fn discard_blob(st: &AppState, account_id: i64, name: &str) {
+pub(crate) async fn discard_blob(st: &AppState, account_id: i64, name: &str) {
     if let Err(e) = Blobs::new(&st.config.data_dir).delete(account_id, name).await {
-        tracing::warn!(error = %e, account = account_id, blob = name, "removing an unused logo file");
+        tracing::warn!(error = %e, account = account_id, blob = name, "removing an unused uploaded file");
     }
 }
 
-fn multipart_error(e: MultipartError) -> ApiError {
+pub(crate) fn multipart_error(e: MultipartError) -> ApiError {
     // The multipart reader enforces the route's body limit: past it, the upload is too big.
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge
@@ -468,7 +468,11 @@ fn multipart_error(e: MultipartError) -> ApiError {
 }
 
 /// Collect a body stream, refusing it with 413 as soon as it passes `limit` bytes.
-async fn read_capped<S, E>(mut stream: S, limit: u64, read_error: impl Fn(E) -> ApiError) -> ApiResult<Vec<u8>>
+pub(crate) async fn read_capped<S, E>(
+    mut stream: S,
+    limit: u64,
+    read_error: impl Fn(E) -> ApiError,
+) -> ApiResult<Vec<u8>>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
@@ -623,28 +627,7 @@ pub async fn show_logo(auth: Authed<ClientsRead>, State(st): State<AppState>, Id
             .ok_or(ApiError::NotFound)?;
         return Ok((StatusCode::FOUND, [(header::LOCATION, target)]).into_response());
     };
-    let kind = name
-        .rsplit_once('.')
-        .and_then(|(_, ext)| ImageType::from_ext(ext))
-        .ok_or_else(|| ApiError::Internal(format!("client {id}: unknown logo blob {name:?}")))?;
-    let bytes = Blobs::new(&st.config.data_dir)
-        .read(auth.account_id, &name)
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading a logo: {e}")))?
-        .ok_or_else(|| {
-            // The row points at a file that is gone (a data dir restored without its
-            // blobs, say): there is no logo to give.
-            tracing::warn!(account = auth.account_id, client = id, blob = %name, "logo file missing");
-            ApiError::NotFound
-        })?;
-    let mut resp = bytes.into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind.mime()));
-    // Served behind a token, and the same URL serves the next upload too.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
-    // User-uploaded bytes: a browser must take them as the sniffed image type, nothing else.
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    Ok(resp)
+    blob_image(&st, auth.account_id, &name).await
 }
 
 /// Remove the client's logo.
@@ -668,4 +651,31 @@ pub async fn destroy_logo(auth: Authed<ClientsWrite>, State(st): State<AppState>
         discard_blob(&st, auth.account_id, &name).await;
     }
     Ok(no_content(location(id)))
+}
+
+/// An uploaded image of `account_id` as a response: its sniffed type, private, never
+/// re-sniffed by a browser. 404 when its file is gone.
+pub(crate) async fn blob_image(st: &AppState, account_id: i64, name: &str) -> ApiResult<Response> {
+    let kind = name
+        .rsplit_once('.')
+        .and_then(|(_, ext)| ImageType::from_ext(ext))
+        .ok_or_else(|| ApiError::Internal(format!("unknown image blob {name:?}")))?;
+    let bytes = Blobs::new(&st.config.data_dir)
+        .read(account_id, name)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading an image: {e}")))?
+        .ok_or_else(|| {
+            // The row points at a file that is gone (a data dir restored without its
+            // blobs, say): there is no image to give.
+            tracing::warn!(account = account_id, blob = %name, "image file missing");
+            ApiError::NotFound
+        })?;
+    let mut resp = bytes.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind.mime()));
+    // Served behind a token, and the same URL serves the next upload too.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    // User-uploaded bytes: a browser must take them as the sniffed image type, nothing else.
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    Ok(resp)
 }

@@ -11,8 +11,10 @@ pub mod groups;
 pub mod ops;
 pub mod providers;
 pub mod session;
+pub mod signups;
 pub mod transmissions;
 pub mod users;
+pub mod verifications;
 pub mod webhook_endpoints;
 
 use axum::Router;
@@ -27,7 +29,7 @@ use serde::Deserialize;
 use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, ApiResult};
-use crate::{AppState, auth, idempotency, metrics};
+use crate::{AppState, auth, idempotency, metrics, rate_limit};
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -168,6 +170,30 @@ pub fn router(state: AppState) -> Router {
             "/callbacks/kannel/{id}/mo",
             get(callbacks::kannel_mo).post(callbacks::kannel_mo),
         )
+        .route(
+            "/api/verifications",
+            get(verifications::index).post(verifications::create),
+        )
+        .route("/api/verifications/{id}", get(verifications::show))
+        .route(
+            "/api/verifications/{id}/verification_checks",
+            post(verifications::check_by_id),
+        )
+        .route(
+            "/api/verifications/{id}/verification_events",
+            post(verifications::create_event),
+        )
+        .route("/api/verification_checks", post(verifications::check_by_to))
+        .route("/api/signups", get(signups::index).post(signups::create))
+        .route("/api/signups/{id}", get(signups::show))
+        .route("/api/signups/{id}/verification_checks", post(signups::check))
+        .route(
+            "/api/signups/{id}/documents",
+            put(signups::put_documents).layer(DefaultBodyLimit::max(signups::documents_body_limit(&state.config))),
+        )
+        .route("/api/signups/{id}/documents/{kind}", get(signups::show_document))
+        .route("/api/signups/{id}/registration", post(signups::register))
+        .route("/api/user/documents/{kind}", get(signups::own_document))
         .route("/api/authenticate", post(session::authenticate))
         .route("/api/logout", post(session::logout))
         .route("/api/user", get(session::current_user));
@@ -179,8 +205,10 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::openapi::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        // Outermost last: trace → metrics → body limit → credential → idempotency → handler.
+        // Outermost last: trace → metrics → body limit → credential → rate limit →
+        // idempotency → handler.
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::guard))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::resolve))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))

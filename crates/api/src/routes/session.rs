@@ -112,16 +112,27 @@ pub async fn logout(auth: Authed<AnyToken>, State(st): State<AppState>) -> ApiRe
 
 /// The user the session belongs to.
 #[utoipa::path(get, operation_id = "session_current_user", path = "/api/user", tag = "session", security(("bearer" = [])), responses(
-    (status = 200, body = UserBody),
+    (status = 200, body = UserBody, description = "The user; a customer who signed up (`/api/signups`) also has `phone`, `phone_verified_at` and `customer`"),
     (status = 401, body = crate::ErrorBody),
     (status = 404, description = "The token is an API token, not a user's session", body = crate::ErrorBody),
 ))]
-pub async fn current_user(auth: Authed<AnyToken>, State(st): State<AppState>) -> ApiResult<axum::Json<UserBody>> {
+pub async fn current_user(
+    auth: Authed<AnyToken>,
+    State(st): State<AppState>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
     let user_id = auth.user_id.ok_or(ApiError::NotFound)?;
     let user = st
         .store
         .get_user(auth.account_id, user_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(axum::Json(user.into()))
+    let mut v = serde_json::to_value(UserBody::from(user)).map_err(|e| ApiError::Internal(e.to_string()))?;
+    // A customer who signed up with a verified phone also sees that profile.
+    if let Some(s) = st.store.signup_of_user(auth.account_id, user_id).await? {
+        let profile = super::signups::customer(&s);
+        v["phone"] = profile["phone"].clone();
+        v["phone_verified_at"] = profile["phone_verified_at"].clone();
+        v["customer"] = profile;
+    }
+    Ok(axum::Json(v))
 }

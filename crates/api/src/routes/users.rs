@@ -294,8 +294,16 @@ pub async fn update(
     (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
 ))]
 pub async fn destroy(auth: Authed<UsersWrite>, State(st): State<AppState>, Id(id): Id) -> ApiResult<Response> {
+    // A customer's sign-up (and its ID images, personal data) goes with the user.
+    let signup = st.store.signup_of_user(auth.account_id, id).await?;
     if !st.store.delete_user(auth.account_id, id).await? {
         return Err(ApiError::NotFound);
+    }
+    let documents: Vec<String> = signup
+        .map(|s| [s.photo, s.id_front, s.id_back].into_iter().flatten().collect())
+        .unwrap_or_default();
+    for name in &documents {
+        super::clients::discard_blob(&st, auth.account_id, name).await;
     }
     Ok(no_content("/api/users".into()))
 }

@@ -20,6 +20,10 @@ pub struct App {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     engine: Option<(tokio_util::sync::CancellationToken, sauti_engine::Engine)>,
+    /// The server's key, so a test can work out a verification's code as the engine does.
+    pub secret_key: std::sync::Arc<sauti_core::secret::ServerKey>,
+    /// Set by [`App::start_with_clock`]: the server's time, moved by the test.
+    pub clock: Option<std::sync::Arc<sauti_core::clock::ManualClock>>,
     _db: TestDatabase,
 }
 
@@ -43,19 +47,55 @@ pub struct Tenant {
     pub token_id: i64,
 }
 
+/// The server's settings for tests: the defaults without the rate limit, since many
+/// tests fire hundreds of requests with one token (`rate_limit.rs` sets its own).
+pub fn test_api_config() -> ApiConfig {
+    ApiConfig {
+        rate_limit: None,
+        ..Default::default()
+    }
+}
+
 impl App {
     pub async fn start(backend: Backend) -> Option<App> {
-        Self::start_with(backend, ApiConfig::default()).await
+        Self::start_with(backend, test_api_config()).await
     }
 
     /// The server and the delivery engine, as `sauti serve` runs them.
     pub async fn with_engine(backend: Backend) -> Option<App> {
-        Self::start_full(
-            backend,
-            ApiConfig::default(),
-            Some(|base: &str| test_engine_config(base)),
-        )
-        .await
+        Self::start_full(backend, test_api_config(), Some(|base: &str| test_engine_config(base))).await
+    }
+
+    /// The server on a clock that moves only when the test calls [`App::advance`].
+    pub async fn start_with_clock(backend: Backend) -> Option<App> {
+        let clock = sauti_core::clock::ManualClock::new();
+        let config = ApiConfig {
+            clock: clock.clone(),
+            ..test_api_config()
+        };
+        let mut app = Self::start_with(backend, config).await?;
+        app.clock = Some(clock);
+        Some(app)
+    }
+
+    /// Move the server's clock on (see [`App::start_with_clock`]).
+    pub fn advance(&self, secs: u64) {
+        self.clock
+            .as_ref()
+            .expect("started with start_with_clock")
+            .advance(std::time::Duration::from_secs(secs));
+    }
+
+    /// The code of verification `id`, worked out from the server key the way the engine
+    /// does when it sends it.
+    pub async fn verification_code(&self, account_id: i64, id: i64) -> String {
+        let v = self
+            .store
+            .get_verification(account_id, id)
+            .await
+            .unwrap()
+            .expect("verification");
+        sauti_core::otp::code(&self.secret_key, &v.code_salt, v.code_length as u8)
     }
 
     pub async fn start_with(backend: Backend, config: ApiConfig) -> Option<App> {
@@ -79,10 +119,16 @@ impl App {
         let base = format!("http://{}", listener.local_addr().unwrap());
         config.public_url = base.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let secret_key = config.secret_key.clone();
         let state = AppState::new(store.clone(), config);
         let engine = engine.map(|make| {
             let stop = tokio_util::sync::CancellationToken::new();
-            let e = sauti_engine::Engine::start(store.clone(), make(&base), state.wake.clone(), stop.clone());
+            // One installation, one key: the engine writes the codes the API checks.
+            let engine_config = sauti_engine::EngineConfig {
+                secret_key: secret_key.clone(),
+                ..make(&base)
+            };
+            let e = sauti_engine::Engine::start(store.clone(), engine_config, state.wake.clone(), stop.clone());
             (stop, e)
         });
         let server = tokio::spawn(sauti_api::run(state, listener, async move {
@@ -95,6 +141,8 @@ impl App {
             shutdown: Some(tx),
             server: Some(server),
             engine,
+            secret_key,
+            clock: None,
             _db: db,
         })
     }
