@@ -29,16 +29,24 @@ function init(args)
   end
 end
 
+-- wrk.format replaces wrk.headers (Authorization from -H, Host) with the table it is given.
+local function json_headers()
+  local h = {}
+  for k, v in pairs(wrk.headers) do h[k] = v end
+  h["Content-Type"] = "application/json"
+  return h
+end
+
 function request()
   if mode == "verify" then
     counter = counter + 1
-    return wrk.format("POST", "/api/verifications", {["Content-Type"] = "application/json"},
+    return wrk.format("POST", "/api/verifications", json_headers(),
       string.format('{"to":"+2547%08d"}', counter % 100000000))
   elseif mode == "check" then
     counter = counter + 1
     local id = first + (counter % (last - first + 1))
     return wrk.format("POST", "/api/verifications/" .. id .. "/verification_checks",
-      {["Content-Type"] = "application/json"}, '{"code":"0000000000"}')
+      json_headers(), '{"code":"0000000000"}')
   end
   if mode == "get" then
     return wrk.format("GET", "/api/access_tokens/" .. math.random(first, last))

@@ -13,6 +13,7 @@ mod error;
 mod extract;
 mod idempotency;
 mod image;
+mod inserts;
 mod metrics;
 pub mod openapi;
 mod pagination;
@@ -92,11 +93,14 @@ pub struct AppState {
     /// Notified when new work may be due, so the engine in this process starts at once
     /// instead of at its next poll.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Group commit of `POST /api/transmissions`.
+    inserts: Arc<inserts::Inserts>,
 }
 
 impl AppState {
     pub fn new(store: Store, config: ApiConfig) -> Self {
         Self {
+            inserts: Arc::new(inserts::Inserts::new(store.clone())),
             store,
             auth_cache: Arc::new(auth::AuthCache::new(config.auth_cache_ttl)),
             rate_limiter: config

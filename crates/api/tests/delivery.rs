@@ -741,3 +741,37 @@ both_backends!(delivery_resources_are_isolated_and_permissioned, |app| async mov
     }
     app.stop().await;
 });
+
+both_backends!(concurrent_sends_each_get_their_own_transmission, |app| async move {
+    // Requests that arrive together share one insert (group commit); each must still be
+    // answered with its own row.
+    let t = app.tenant("Acme").await;
+    let answers = futures::future::join_all((0..200).map(|i| {
+        let (app, token) = (&app, t.token.clone());
+        async move {
+            let to = format!("+2547{i:08}");
+            let r = app
+                .post(
+                    "/api/transmissions",
+                    &token,
+                    json!({"to": to, "body": format!("message {i}")}),
+                )
+                .await;
+            (to, i, r)
+        }
+    }))
+    .await;
+    let mut ids = std::collections::HashSet::new();
+    for (to, i, r) in answers {
+        assert_status(&r, StatusCode::CREATED, "send");
+        assert_eq!(r.body["to"], to.as_str());
+        assert_eq!(r.body["body"], format!("message {i}"));
+        let id = r.body["id"].as_i64().unwrap();
+        assert!(ids.insert(id), "id {id} answered twice");
+        let shown = app.get(&format!("/api/transmissions/{id}"), &t.token).await;
+        assert_eq!(shown.body["to"], to.as_str(), "the row behind the id");
+    }
+    let r = app.get("/api/transmissions?per_page=1", &t.token).await;
+    assert_eq!(r.header("total"), Some("200"));
+    app.stop().await;
+});

@@ -400,7 +400,7 @@ pub async fn create(
     JsonBody(input): JsonBody<TransmissionInput>,
 ) -> ApiResult<Response> {
     let row = input.validate(&st, auth.account_id).await?;
-    let t = st.store.create_transmissions(&[row]).await?.remove(0);
+    let t = st.inserts.insert(row).await?;
     st.wake.notify_one();
     Ok(created(location(t.id), t.to_json()))
 }
