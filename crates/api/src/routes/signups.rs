@@ -235,17 +235,9 @@ pub async fn put_documents(
     Id(id): Id,
     req: Request,
 ) -> ApiResult<Response> {
-    let signup = find(&st, auth.account_id, id).await?;
-    if signup.status != sauti_store::signups::signup_status::VERIFIED {
-        return Err(ApiError::validation(
-            "phone",
-            if signup.status == "registered" {
-                "is already registered"
-            } else {
-                "is not verified"
-            },
-        ));
-    }
+    // The body is read before the sign-up is looked at: answering while the client is
+    // still uploading makes many clients fail on a broken pipe instead of reading the
+    // answer. The route's body limit bounds what this costs.
     let is_multipart = req
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
@@ -277,6 +269,17 @@ pub async fn put_documents(
         if images[slot].is_none() && !errors.0.contains_key(*name) {
             errors.add(*name, "can't be blank");
         }
+    }
+    let signup = find(&st, auth.account_id, id).await?;
+    if signup.status != sauti_store::signups::signup_status::VERIFIED {
+        return Err(ApiError::validation(
+            "phone",
+            if signup.status == "registered" {
+                "is already registered"
+            } else {
+                "is not verified"
+            },
+        ));
     }
     errors.into_result()?;
 
