@@ -299,15 +299,7 @@ impl MetadataPatch {
                 MergeMode::Merge
             }),
         };
-        let metadata = match self.metadata {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(m)) => Some(m),
-            Some(_) => {
-                errors.add("metadata", "must be an object");
-                None
-            }
-        };
-        MetadataChange(metadata.map(|m| (m, mode)))
+        MetadataChange(metadata_object(self.metadata, errors).map(|m| (m, mode)))
     }
 }
 
@@ -343,6 +335,19 @@ pub(crate) fn granted_permissions(
                 );
             }
             perms.iter().map(|p| p.as_str().to_string()).collect()
+        }
+    }
+}
+
+/// A request's `metadata`: absent or `null` is `None`; anything but an object is a 422 on
+/// `metadata`.
+pub(crate) fn metadata_object(value: Option<serde_json::Value>, errors: &mut ValidationErrors) -> Option<JsonMap> {
+    match value {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Object(m)) => Some(m),
+        Some(_) => {
+            errors.add("metadata", "must be an object");
+            None
         }
     }
 }

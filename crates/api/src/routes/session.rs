@@ -126,13 +126,7 @@ pub async fn current_user(
         .get_user(auth.account_id, user_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let mut v = serde_json::to_value(UserBody::from(user)).map_err(|e| ApiError::Internal(e.to_string()))?;
     // A customer who signed up with a verified phone also sees that profile.
-    if let Some(s) = st.store.signup_of_user(auth.account_id, user_id).await? {
-        let profile = super::signups::customer(&s);
-        v["phone"] = profile["phone"].clone();
-        v["phone_verified_at"] = profile["phone_verified_at"].clone();
-        v["customer"] = profile;
-    }
-    Ok(axum::Json(v))
+    let signup = st.store.signup_of_user(auth.account_id, user_id).await?;
+    Ok(axum::Json(super::signups::user_json(user, signup.as_ref())?))
 }

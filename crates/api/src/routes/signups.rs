@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{Datelike, NaiveDate};
-use sauti_core::{ValidationErrors, email, secret};
+use sauti_core::{ValidationErrors, secret};
 use sauti_store::signups::DOCUMENTS;
 use sauti_store::{CheckTarget, NewUser, Registered, Registration, Signup, StoreError};
 use serde::Deserialize;
@@ -357,9 +357,18 @@ pub async fn own_document(
     blob_image(&st, auth.account_id, name).await
 }
 
-/// The customer profile of a user, as `GET /api/user` shows it.
-pub(crate) fn customer(s: &Signup) -> Value {
-    s.to_json("/api/user/documents")
+/// A user as the API shows it; a customer who signed up also has `phone`,
+/// `phone_verified_at` and the `customer` profile (documents at `/api/user/documents`).
+pub(crate) fn user_json(user: sauti_store::User, signup: Option<&Signup>) -> ApiResult<Value> {
+    let mut v =
+        serde_json::to_value(super::users::UserBody::from(user)).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Some(s) = signup {
+        let profile = s.to_json("/api/user/documents");
+        v["phone"] = profile["phone"].clone();
+        v["phone_verified_at"] = profile["phone_verified_at"].clone();
+        v["customer"] = profile;
+    }
+    Ok(v)
 }
 
 fn check_dob(raw: &str, today: NaiveDate, errors: &mut ValidationErrors) -> String {
@@ -404,13 +413,11 @@ pub async fn register(
         .unwrap_or_default();
     if email.is_empty() {
         errors.add("email", "can't be blank");
-    } else if !email::is_valid(&email) {
-        errors.add("email", "is invalid");
+    } else {
+        super::users::check_email(&email, &mut errors);
     }
     let password = input.password.unwrap_or_default();
-    if !(8..=128).contains(&password.chars().count()) {
-        errors.add("password", "must be 8 to 128 characters long");
-    }
+    super::users::check_password(&password, &mut errors);
     let name = input.name.as_deref().map(str::trim).unwrap_or("").to_string();
     if name.is_empty() || name.chars().count() > 200 {
         errors.add("name", "must be 1 to 200 characters");
@@ -452,12 +459,7 @@ pub async fn register(
     match st.store.register_signup(auth.account_id, id, &registration, now).await {
         Ok(Registered::Done(done)) => {
             let (user, signup) = *done;
-            let mut v = serde_json::to_value(super::users::UserBody::from(user))
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            v["phone"] = Value::from(signup.phone.clone());
-            v["phone_verified_at"] = body(&signup)["phone_verified_at"].clone();
-            v["customer"] = body(&signup);
-            Ok(created(location(signup.id), v))
+            Ok(created(location(signup.id), user_json(user, Some(&signup))?))
         }
         Ok(Registered::NotReady(s)) if s.status == "registered" => {
             Err(ApiError::Conflict("phone has already been registered".into()))

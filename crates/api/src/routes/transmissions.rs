@@ -313,14 +313,7 @@ impl TransmissionInput {
         if !(1..=10).contains(&max_attempts) {
             errors.add("max_attempts", "must be between 1 and 10");
         }
-        let metadata = match self.metadata {
-            None | Some(Value::Null) => Default::default(),
-            Some(Value::Object(m)) => m,
-            Some(_) => {
-                errors.add("metadata", "must be an object");
-                Default::default()
-            }
-        };
+        let metadata = super::metadata_object(self.metadata, &mut errors).unwrap_or_default();
         errors.into_result()?;
 
         let body = personalise(&body, false, contact.as_ref());

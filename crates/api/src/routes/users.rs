@@ -107,13 +107,13 @@ pub(crate) fn normalize_email(e: &str) -> String {
     e.trim().to_lowercase()
 }
 
-fn check_email(e: &str, errors: &mut ValidationErrors) {
+pub(crate) fn check_email(e: &str, errors: &mut ValidationErrors) {
     if !email::is_valid(e) {
         errors.add("email", "is invalid");
     }
 }
 
-fn check_password(p: &str, errors: &mut ValidationErrors) {
+pub(crate) fn check_password(p: &str, errors: &mut ValidationErrors) {
     if !PASSWORD_LENGTH.contains(&p.chars().count()) {
         errors.add("password", "must be 8 to 128 characters long");
     }

@@ -233,14 +233,7 @@ pub(crate) async fn start(
     if !otp::is_supported_locale(&locale) {
         errors.add("locale", format!("must be one of: {}", otp::LOCALES.join(", ")));
     }
-    let metadata = match input.metadata {
-        None | Some(Value::Null) => JsonMap::new(),
-        Some(Value::Object(m)) => m,
-        Some(_) => {
-            errors.add("metadata", "must be an object");
-            JsonMap::new()
-        }
-    };
+    let metadata = super::metadata_object(input.metadata, &mut errors).unwrap_or_default();
     let (mut body, mut subject, mut html) = (None, None, None);
     if let Some(id) = input.text_id {
         if channel != "sms" {
