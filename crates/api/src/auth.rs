@@ -236,6 +236,12 @@ needs! {
     TextsWrite => TextsWrite;
     TemplatesRead => TemplatesRead;
     TemplatesWrite => TemplatesWrite;
+    CalloutsRead => CalloutsRead;
+    CalloutsWrite => CalloutsWrite;
+    CalloutParticipationsRead => CalloutParticipationsRead;
+    CalloutParticipationsWrite => CalloutParticipationsWrite;
+    BatchOperationsRead => BatchOperationsRead;
+    BatchOperationsWrite => BatchOperationsWrite;
 }
 
 /// An authenticated caller who satisfies `N`. Its `account_id` is the tenant every query

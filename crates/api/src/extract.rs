@@ -146,33 +146,7 @@ impl RawQuery {
     }
 }
 
-/// Turn a JSON filter object (SCFM's `contact_filter_params`) into the `q[...]` pairs the
-/// query string would carry: `{"metadata": {"gender": "f"}}` → `q[metadata][gender]=f`,
-/// arrays → Rack's `[]` form.
-pub fn filter_params_to_pairs(params: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
-    fn walk(prefix: String, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
-        match v {
-            serde_json::Value::Object(m) => {
-                for (k, v) in m {
-                    walk(format!("{prefix}[{k}]"), v, out);
-                }
-            }
-            serde_json::Value::Array(items) => {
-                for item in items {
-                    walk(format!("{prefix}[]"), item, out);
-                }
-            }
-            serde_json::Value::String(s) => out.push((prefix, s.clone())),
-            serde_json::Value::Null => out.push((prefix, String::new())),
-            other => out.push((prefix, other.to_string())),
-        }
-    }
-    let mut out = Vec::new();
-    for (k, v) in params {
-        walk(format!("q[{k}]"), v, &mut out);
-    }
-    out
-}
+pub use sauti_core::filter::filter_params_to_pairs;
 
 /// The address the request came from, when the server was started with connection info
 /// (as [`crate::run`] does).

@@ -8,8 +8,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
 use crate::routes::{
-    access_tokens, accounts, clients, contact_imports, contacts, content, groups, ops, providers, session, signups,
-    transmissions, users, verifications, webhook_endpoints,
+    access_tokens, accounts, batch_operations, callout_participations, callouts, clients, contact_imports, contacts,
+    content, groups, ops, providers, session, signups, transmissions, users, verifications, webhook_endpoints,
 };
 
 /// Query parameters every list endpoint takes.
@@ -59,6 +59,12 @@ pub struct ListParams {
         verifications::check_by_to, verifications::create_event,
         signups::index, signups::create, signups::show, signups::check, signups::put_documents,
         signups::show_document, signups::register, signups::own_document,
+        callouts::index, callouts::create, callouts::show, callouts::update, callouts::destroy,
+        callouts::create_event, callouts::statistics,
+        callout_participations::index, callout_participations::of_callout, callout_participations::create,
+        callout_participations::show, callout_participations::update, callout_participations::destroy,
+        batch_operations::index, batch_operations::create, batch_operations::show, batch_operations::update,
+        batch_operations::destroy, batch_operations::create_event,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(crate::ErrorBody)),
@@ -77,6 +83,7 @@ pub struct ListParams {
         (name = "webhooks", description = "Signed outbound events"),
         (name = "verifications", description = "One-time codes"),
         (name = "signups", description = "Phone-verified customer sign-up"),
+        (name = "callouts", description = "Campaigns (SCFM callouts), their participations and populations"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

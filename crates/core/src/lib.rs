@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod msisdn;
 pub mod otp;
 pub mod permissions;
+pub mod schedule;
 pub mod secret;
 pub mod sms;
 pub mod template;

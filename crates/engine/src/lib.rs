@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod backoff;
+mod campaigns;
 mod registry;
 mod webhooks;
 
@@ -68,6 +69,11 @@ pub struct EngineConfig {
     /// The installation's secret: verification codes are derived from it when their
     /// message leaves (they are never stored). The API must use the same key.
     pub secret_key: Arc<ServerKey>,
+    /// Where due work and campaign pacing read the time (tests move it on by hand).
+    /// Leases and retry back-off run on the real clock.
+    pub clock: clock::SharedClock,
+    /// How far ahead, and how much at once, the campaign pacer releases.
+    pub pacing: sauti_store::PaceLimits,
 }
 
 impl Default for EngineConfig {
@@ -86,6 +92,8 @@ impl Default for EngineConfig {
             webhook_concurrency: 16,
             webhook_timeout: Duration::from_secs(15),
             secret_key: Arc::new(ServerKey::random()),
+            clock: clock::system(),
+            pacing: sauti_store::PaceLimits::default(),
         }
     }
 }
@@ -145,6 +153,7 @@ impl Engine {
             tokio::spawn(dispatch_loop(inner.clone(), stop.clone())),
             tokio::spawn(write_loop(inner.clone(), events, stop.clone())),
             tokio::spawn(reclaim_loop(inner.clone(), stop.clone())),
+            tokio::spawn(campaigns::campaign_loop(inner.clone(), stop.clone())),
             tokio::spawn(webhooks::deliver_loop(
                 inner.store.clone(),
                 inner.config.webhook_concurrency,
@@ -240,7 +249,7 @@ async fn dispatch_loop(inner: Arc<Inner>, stop: CancellationToken) {
         if room > 0 {
             let registry = inner.registry.read().unwrap_or_else(|e| e.into_inner()).clone();
             let limit = (room as u32).min(inner.config.claim_batch);
-            let now = clock::now();
+            let now = inner.config.clock.now();
             let mut choices: HashMap<i64, Choice> = HashMap::new();
             let result = inner
                 .store

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sauti_core::clock;
-use sauti_core::filter::{ListQuery, SqlValue};
+use sauti_core::filter::{FieldKind, FieldSpec, ListQuery, ResourceSpec, SqlValue};
 
 use crate::list::account_scope;
 use crate::users::CAS_TRIES;
@@ -28,6 +28,33 @@ pub struct Contact {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Contact {
+    /// The value of a `{{…}}` placeholder in a message to this contact
+    /// (`{{first_name}}`, `{{metadata.city}}`).
+    pub fn placeholder(&self, name: &str) -> Option<String> {
+        if let Some(path) = name.strip_prefix("metadata.") {
+            return sauti_core::template::json_path(&self.metadata.0, path);
+        }
+        match name {
+            "msisdn" | "phone" => Some(self.msisdn.clone()),
+            "first_name" => self.first_name.clone(),
+            "last_name" => self.last_name.clone(),
+            "email" => self.email.clone(),
+            "address" => self.address.clone(),
+            "custom1" => self.custom1.clone(),
+            "custom2" => self.custom2.clone(),
+            "custom3" => self.custom3.clone(),
+            "description" => self.description.clone(),
+            _ => None,
+        }
+    }
+
+    /// Render `text` for this contact.
+    pub fn personalise(&self, text: &str, html: bool) -> String {
+        sauti_core::template::render(text, html, |name| self.placeholder(name))
+    }
+}
+
 /// The writable fields of a contact, already validated (msisdn in E.164).
 #[derive(Debug, Clone, Default)]
 pub struct ContactFields {
@@ -44,6 +71,58 @@ pub struct ContactFields {
     pub metadata: JsonMap,
     pub opted_out_at: Option<DateTime<Utc>>,
 }
+
+/// What a contact list or audience filters on (`q[...]` of `GET /api/contacts`, a
+/// callout's `contact_filter_params`).
+pub const FILTER: ResourceSpec = ResourceSpec {
+    sortable: &[
+        "id",
+        "created_at",
+        "updated_at",
+        "msisdn",
+        "first_name",
+        "last_name",
+        "email",
+    ],
+    fields: &[
+        FieldSpec {
+            name: "msisdn",
+            column: "msisdn",
+            kind: FieldKind::Text,
+        },
+        FieldSpec {
+            name: "email",
+            column: "email",
+            kind: FieldKind::Text,
+        },
+        FieldSpec {
+            name: "first_name",
+            column: "first_name",
+            kind: FieldKind::Text,
+        },
+        FieldSpec {
+            name: "last_name",
+            column: "last_name",
+            kind: FieldKind::Text,
+        },
+        FieldSpec {
+            name: "client_id",
+            column: "client_id",
+            kind: FieldKind::Int,
+        },
+        FieldSpec {
+            name: "group_id",
+            column: "id IN (SELECT contact_id FROM group_contacts WHERE group_id = {})",
+            kind: FieldKind::Int,
+        },
+        FieldSpec {
+            name: "opted_out",
+            column: "(opted_out_at IS NOT NULL) = {}",
+            kind: FieldKind::Bool,
+        },
+    ],
+    has_metadata: true,
+};
 
 /// A subset of an account's contacts, for [`Store::list_contacts_in`].
 pub enum ContactScope {
@@ -222,7 +301,7 @@ impl Store {
 }
 
 /// The condition for an account's contacts, narrowed to a group or client.
-fn scoped(account_id: i64, scope: Option<ContactScope>) -> sauti_core::filter::Sql {
+pub(crate) fn scoped(account_id: i64, scope: Option<ContactScope>) -> sauti_core::filter::Sql {
     let mut base = account_scope(account_id);
     match scope {
         Some(ContactScope::Group(g)) => {

@@ -233,9 +233,13 @@ impl Store {
             let undelivered: Vec<&(&ReceiptIn, &Attempt)> = applied.iter().filter(|(r, _)| r.status == status::UNDELIVERED).collect();
             for chunk in undelivered.chunks(CHUNK) {
                 let mut q = Q::new(d);
-                q.push("UPDATE transmissions SET status = 'undelivered', next_attempt_at = NULL, leased_until = NULL, lease_owner = NULL, \
-                        error_code = v.column3, error_message = 'the network reported the message undelivered', completed_at = ").ts(now);
-                q.push(", updated_at = ").ts(now).push(" FROM (VALUES ");
+                let again = callout_retries("undelivered");
+                q.push(&format!("UPDATE transmissions SET status = CASE WHEN {again} THEN 'pending' ELSE 'undelivered' END, \
+                        next_attempt_at = CASE WHEN {again} THEN ")).ts(now);
+                q.push(" ELSE NULL END, leased_until = NULL, lease_owner = NULL, \
+                        error_code = v.column3, error_message = 'the network reported the message undelivered', ");
+                q.push(&format!("completed_at = CASE WHEN {again} THEN NULL ELSE ")).ts(now);
+                q.push(" END, updated_at = ").ts(now).push(" FROM (VALUES ");
                 for (i, (r, a)) in chunk.iter().enumerate() {
                     if i > 0 { q.push(", "); }
                     q.push("(").int(a.transmission_id).push(", ").int(a.number);
@@ -357,6 +361,16 @@ fn match_attempt<'a>(r: &ReceiptIn, found: &'a [Attempt]) -> Option<&'a Attempt>
             .filter(|a| a.remote_id.as_deref() == Some(r.remote_id.as_str()))
             .max_by_key(|a| a.id),
     }
+}
+
+/// The condition (over `transmissions`) under which a participation whose attempt ended
+/// in `outcome` is tried again: its callout retries that outcome and attempts remain.
+fn callout_retries(outcome: &'static str) -> String {
+    format!(
+        "(transmissions.callout_id IS NOT NULL AND transmissions.attempts < transmissions.max_attempts \
+         AND EXISTS (SELECT 1 FROM callouts WHERE callouts.id = transmissions.callout_id \
+         AND ',' || callouts.retry_on || ',' LIKE '%,{outcome},%'))"
+    )
 }
 
 /// The text of a receipt for its result row: SMPP's receipt text when there is one,
@@ -506,12 +520,22 @@ fn outcome_sql(d: crate::Dialect, o: &Outcome, now: DateTime<Utc>) -> (Option<Q>
             message,
             ..
         } => {
-            t.push(", status = 'failed', next_attempt_at = NULL, completed_at = ")
-                .ts(now);
+            // A campaign whose `retry_on` has `failed` tries a refused participation again.
+            let again = callout_retries("failed");
+            t.push(&format!(
+                ", status = CASE WHEN {again} THEN 'pending' ELSE 'failed' END"
+            ));
+            t.push(&format!(", next_attempt_at = CASE WHEN {again} THEN "))
+                .ts(now)
+                .push(" ELSE NULL END");
+            t.push(&format!(", completed_at = CASE WHEN {again} THEN NULL ELSE "))
+                .ts(now)
+                .push(" END");
             t.push(", error_code = ").opt_text(code.as_deref());
             t.push(", error_message = ").text(message);
         }
         Settle::Fail {
+            attempt_status,
             permanent: false,
             avoid_provider,
             code,
@@ -519,10 +543,25 @@ fn outcome_sql(d: crate::Dialect, o: &Outcome, now: DateTime<Utc>) -> (Option<Q>
             retry_at,
             ..
         } => {
-            t.push(", status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END");
-            t.push(", next_attempt_at = CASE WHEN attempts >= max_attempts THEN NULL ELSE ")
-                .ts(*retry_at)
-                .push(" END");
+            // A campaign's participation waits for its callout's pacer (stamped with the
+            // time of the failure, released `retry_delay` later), so retries are paced
+            // too. An ambiguous one is resent at once, as any transmission: it was
+            // already paced once.
+            let paced = if *attempt_status == "ambiguous" {
+                "FALSE"
+            } else {
+                "callout_id IS NOT NULL"
+            };
+            t.push(&format!(
+                ", status = CASE WHEN attempts >= max_attempts THEN 'failed' WHEN {paced} THEN 'pending' ELSE 'queued' END"
+            ));
+            t.push(&format!(
+                ", next_attempt_at = CASE WHEN attempts >= max_attempts THEN NULL WHEN {paced} THEN "
+            ))
+            .ts(now)
+            .push(" ELSE ")
+            .ts(*retry_at)
+            .push(" END");
             t.push(", completed_at = CASE WHEN attempts >= max_attempts THEN ")
                 .ts(now)
                 .push(" ELSE NULL END");

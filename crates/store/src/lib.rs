@@ -7,8 +7,9 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+pub mod callouts;
 mod clients;
-mod contacts;
+pub mod contacts;
 mod content;
 mod delivery;
 mod error;
@@ -33,6 +34,10 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub use accounts::{Account, AccountChanges, NewAccount};
+pub use callouts::{
+    BatchOperation, Callout, CalloutContent, CalloutEvent, CalloutStatistics, CalloutTransition, PaceLimits, Paced,
+    ParticipationChange,
+};
 pub use clients::Client;
 pub use contacts::{Contact, ContactFields, ContactScope};
 pub use content::{Template, Text};

@@ -14,6 +14,8 @@ use crate::{Json, JsonMap, Page, Store, StoreResult, on_pool};
 
 /// Transmission statuses (core vocabulary, DESIGN.md "Status vocabularies").
 pub mod status {
+    /// A campaign participation waiting for its callout's pacer to release it.
+    pub const PENDING: &str = "pending";
     pub const QUEUED: &str = "queued";
     pub const SENDING: &str = "sending";
     pub const SENT: &str = "sent";
@@ -61,6 +63,12 @@ pub struct Transmission {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub metadata: Json<JsonMap>,
+    /// The campaign this transmission is a participation of.
+    pub callout_id: Option<i64>,
+    /// The population that created it (SCFM `callout_population_id`).
+    pub batch_operation_id: Option<i64>,
+    /// A participation's own call flow, over its callout's.
+    pub call_flow_logic: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -111,6 +119,7 @@ impl Transmission {
             "error_code": self.error_code,
             "error_message": self.error_message,
             "metadata": self.metadata.0,
+            "callout_id": self.callout_id,
             "sent_at": ts_opt(&self.sent_at),
             "delivered_at": ts_opt(&self.delivered_at),
             "completed_at": ts_opt(&self.completed_at),
@@ -166,6 +175,9 @@ pub struct NewTransmission {
     pub validity_period: Option<i64>,
     pub provider_id: Option<i64>,
     pub metadata: JsonMap,
+    pub callout_id: Option<i64>,
+    pub batch_operation_id: Option<i64>,
+    pub call_flow_logic: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -555,8 +567,8 @@ pub(crate) fn insert_query(dialect: crate::Dialect, rows: &[NewTransmission], no
     q.push(
         "INSERT INTO transmissions (account_id, direction, channel, origin, priority, contact_id, to_address, \
          from_address, body, subject, html, text_id, template_id, encoding, segments, status, max_attempts, \
-         next_attempt_at, scheduled_at, expires_at, validity_period, provider_id, metadata, completed_at, created_at, \
-         updated_at) VALUES ",
+         next_attempt_at, scheduled_at, expires_at, validity_period, provider_id, metadata, callout_id, batch_operation_id, \
+         call_flow_logic, completed_at, created_at, updated_at) VALUES ",
     );
     for (i, r) in rows.iter().enumerate() {
         if i > 0 {
@@ -564,7 +576,7 @@ pub(crate) fn insert_query(dialect: crate::Dialect, rows: &[NewTransmission], no
         }
         let queued = r.status == status::QUEUED;
         let due = queued.then(|| r.scheduled_at.unwrap_or(now).max(now));
-        let completed = (!queued).then_some(now);
+        let completed = status::FINAL.contains(&r.status.as_str()).then_some(now);
         q.push("(")
             .int(r.account_id)
             .push(", ")
@@ -609,8 +621,19 @@ pub(crate) fn insert_query(dialect: crate::Dialect, rows: &[NewTransmission], no
         q.push(", ")
             .json(&Value::Object(r.metadata.clone()))
             .push(", ")
+            .opt_int(r.callout_id)
+            .push(", ")
+            .opt_int(r.batch_operation_id)
+            .push(", ")
+            .opt_text(r.call_flow_logic.as_deref())
+            .push(", ")
             .opt_ts(completed);
         q.push(", ").ts(now).push(", ").ts(now).push(")");
+    }
+    if rows.iter().any(|r| r.callout_id.is_some()) {
+        // A contact already in the callout is skipped, not an error: populations are
+        // re-run after a crash, and a filter may overlap manual participations.
+        q.push(" ON CONFLICT DO NOTHING");
     }
     q.push(" RETURNING *");
     q

@@ -30,6 +30,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "transmission.status_changed",
     "transmission.inbound",
     "verification.approved",
+    "callout.status_changed",
 ];
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use sauti_core::filter::{FieldKind, FieldSpec, ListQuery, ResourceSpec, parse_time};
+use sauti_core::filter::{ListQuery, ResourceSpec, parse_time};
 use sauti_core::msisdn::{Msisdn, Region};
 use sauti_core::{ValidationErrors, clock, email};
 use sauti_store::{Contact, ContactFields, JsonMap};
@@ -18,55 +18,8 @@ use crate::extract::{Id, JsonBody, RawQuery};
 use crate::pagination::list_response;
 use crate::wire::{double_option, ts};
 
-pub const SPEC: ResourceSpec = ResourceSpec {
-    sortable: &[
-        "id",
-        "created_at",
-        "updated_at",
-        "msisdn",
-        "first_name",
-        "last_name",
-        "email",
-    ],
-    fields: &[
-        FieldSpec {
-            name: "msisdn",
-            column: "msisdn",
-            kind: FieldKind::Text,
-        },
-        FieldSpec {
-            name: "email",
-            column: "email",
-            kind: FieldKind::Text,
-        },
-        FieldSpec {
-            name: "first_name",
-            column: "first_name",
-            kind: FieldKind::Text,
-        },
-        FieldSpec {
-            name: "last_name",
-            column: "last_name",
-            kind: FieldKind::Text,
-        },
-        FieldSpec {
-            name: "client_id",
-            column: "client_id",
-            kind: FieldKind::Int,
-        },
-        FieldSpec {
-            name: "group_id",
-            column: "id IN (SELECT contact_id FROM group_contacts WHERE group_id = {})",
-            kind: FieldKind::Int,
-        },
-        FieldSpec {
-            name: "opted_out",
-            column: "(opted_out_at IS NOT NULL) = {}",
-            kind: FieldKind::Bool,
-        },
-    ],
-    has_metadata: true,
-};
+/// What `GET /api/contacts` filters on (the store's, shared with campaign audiences).
+pub const SPEC: ResourceSpec = sauti_store::contacts::FILTER;
 
 /// A contact.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]

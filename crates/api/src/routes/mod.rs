@@ -2,7 +2,10 @@
 
 pub mod access_tokens;
 pub mod accounts;
+pub mod batch_operations;
 pub mod callbacks;
+pub mod callout_participations;
+pub mod callouts;
 pub mod clients;
 pub mod contact_imports;
 pub mod contacts;
@@ -194,6 +197,38 @@ pub fn router(state: AppState) -> Router {
         .route("/api/signups/{id}/documents/{kind}", get(signups::show_document))
         .route("/api/signups/{id}/registration", post(signups::register))
         .route("/api/user/documents/{kind}", get(signups::own_document))
+        .route("/api/callouts", get(callouts::index).post(callouts::create))
+        .route(
+            "/api/callouts/{id}",
+            get(callouts::show).patch(callouts::update).delete(callouts::destroy),
+        )
+        .route("/api/callouts/{id}/callout_events", post(callouts::create_event))
+        .route("/api/callouts/{id}/statistics", get(callouts::statistics))
+        .route(
+            "/api/callouts/{id}/callout_participations",
+            get(callout_participations::of_callout).post(callout_participations::create),
+        )
+        .route("/api/callout_participations", get(callout_participations::index))
+        .route(
+            "/api/callout_participations/{id}",
+            get(callout_participations::show)
+                .patch(callout_participations::update)
+                .delete(callout_participations::destroy),
+        )
+        .route(
+            "/api/batch_operations",
+            get(batch_operations::index).post(batch_operations::create),
+        )
+        .route(
+            "/api/batch_operations/{id}",
+            get(batch_operations::show)
+                .patch(batch_operations::update)
+                .delete(batch_operations::destroy),
+        )
+        .route(
+            "/api/batch_operations/{id}/batch_operation_events",
+            post(batch_operations::create_event),
+        )
         .route("/api/authenticate", post(session::authenticate))
         .route("/api/logout", post(session::logout))
         .route("/api/user", get(session::current_user));

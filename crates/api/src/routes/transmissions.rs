@@ -7,7 +7,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use sauti_core::filter::{FieldKind, FieldSpec, ResourceSpec, parse_time};
 use sauti_core::msisdn::Msisdn;
-use sauti_core::template::{json_path, render};
+use sauti_core::template::render;
 use sauti_core::{ValidationErrors, clock, email, sms};
 use sauti_store::{Contact, NewTransmission, Transition, Transmission};
 use serde::Deserialize;
@@ -126,27 +126,8 @@ pub struct TransmissionEvent {
     pub event: String,
 }
 
-/// Values for `{{…}}` placeholders from a contact.
-fn contact_value(c: &Contact, name: &str) -> Option<String> {
-    if let Some(path) = name.strip_prefix("metadata.") {
-        return json_path(&c.metadata.0, path);
-    }
-    match name {
-        "msisdn" | "phone" => Some(c.msisdn.clone()),
-        "first_name" => c.first_name.clone(),
-        "last_name" => c.last_name.clone(),
-        "email" => c.email.clone(),
-        "address" => c.address.clone(),
-        "custom1" => c.custom1.clone(),
-        "custom2" => c.custom2.clone(),
-        "custom3" => c.custom3.clone(),
-        "description" => c.description.clone(),
-        _ => None,
-    }
-}
-
 fn personalise(text: &str, html: bool, contact: Option<&Contact>) -> String {
-    render(text, html, |name| contact.and_then(|c| contact_value(c, name)))
+    render(text, html, |name| contact.and_then(|c| c.placeholder(name)))
 }
 
 impl TransmissionInput {
@@ -349,6 +330,7 @@ impl TransmissionInput {
             validity_period: self.validity_period,
             provider_id: None,
             metadata,
+            ..Default::default()
         })
     }
 }
@@ -499,6 +481,7 @@ pub async fn clone(auth: Authed<TransmissionsWrite>, State(st): State<AppState>,
         validity_period: t.validity_period,
         provider_id: None,
         metadata: t.metadata.0,
+        ..Default::default()
     };
     let copy = st.store.create_transmissions(&[row]).await?.remove(0);
     st.wake.notify_one();

@@ -303,6 +303,7 @@ pub(crate) async fn start(
         validity_period: Some(rules.ttl_seconds),
         provider_id: None,
         metadata: JsonMap::new(),
+        ..Default::default()
     };
     let request = StartVerification {
         account_id,

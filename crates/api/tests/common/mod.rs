@@ -78,6 +78,33 @@ impl App {
         Some(app)
     }
 
+    /// The server and the engine on one clock that moves only when the test calls
+    /// [`App::advance`], standing at the current time.
+    pub async fn with_engine_and_clock(backend: Backend) -> Option<App> {
+        Self::with_engine_at(backend, sauti_core::clock::now()).await
+    }
+
+    /// As [`App::with_engine_and_clock`], the clock standing at `at`.
+    pub async fn with_engine_at(backend: Backend, at: chrono::DateTime<chrono::Utc>) -> Option<App> {
+        let clock = sauti_core::clock::ManualClock::at(at);
+        let config = ApiConfig {
+            clock: clock.clone(),
+            ..test_api_config()
+        };
+        let engine_clock: sauti_core::clock::SharedClock = clock.clone();
+        let mut app = Self::start_full(
+            backend,
+            config,
+            Some(move |base: &str| sauti_engine::EngineConfig {
+                clock: engine_clock,
+                ..test_engine_config(base)
+            }),
+        )
+        .await?;
+        app.clock = Some(clock);
+        Some(app)
+    }
+
     /// Move the server's clock on (see [`App::start_with_clock`]).
     pub fn advance(&self, secs: u64) {
         self.clock
