@@ -236,6 +236,8 @@ needs! {
     TextsWrite => TextsWrite;
     TemplatesRead => TemplatesRead;
     TemplatesWrite => TemplatesWrite;
+    RecordingsRead => RecordingsRead;
+    RecordingsWrite => RecordingsWrite;
 }
 
 /// An authenticated caller who satisfies `N`. Its `account_id` is the tenant every query

@@ -8,8 +8,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
 use crate::routes::{
-    access_tokens, accounts, clients, contact_imports, contacts, content, groups, ops, providers, session, signups,
-    transmissions, users, verifications, webhook_endpoints,
+    access_tokens, accounts, clients, contact_imports, contacts, content, groups, ops, providers, recordings, session,
+    signups, transmissions, users, verifications, webhook_endpoints,
 };
 
 /// Query parameters every list endpoint takes.
@@ -59,6 +59,8 @@ pub struct ListParams {
         verifications::check_by_to, verifications::create_event,
         signups::index, signups::create, signups::show, signups::check, signups::put_documents,
         signups::show_document, signups::register, signups::own_document,
+        recordings::index, recordings::create, recordings::show, recordings::update, recordings::destroy,
+        recordings::show_media, recordings::put_media,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(crate::ErrorBody)),
@@ -77,6 +79,7 @@ pub struct ListParams {
         (name = "webhooks", description = "Signed outbound events"),
         (name = "verifications", description = "One-time codes"),
         (name = "signups", description = "Phone-verified customer sign-up"),
+        (name = "recordings", description = "Voice recordings played during calls"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
