@@ -242,6 +242,8 @@ needs! {
     CalloutParticipationsWrite => CalloutParticipationsWrite;
     BatchOperationsRead => BatchOperationsRead;
     BatchOperationsWrite => BatchOperationsWrite;
+    RecordingsRead => RecordingsRead;
+    RecordingsWrite => RecordingsWrite;
 }
 
 /// An authenticated caller who satisfies `N`. Its `account_id` is the tenant every query

@@ -1,4 +1,5 @@
-//! A small store of opaque files on local disk (uploaded client logos):
+//! A small store of opaque files on local disk (uploaded client logos, sign-up documents,
+//! voice recordings):
 //! `<data_dir>/blobs/<account_id>/<random token>.<ext>`.
 //!
 //! Names are made here from a fresh random token and an extension the caller picks from

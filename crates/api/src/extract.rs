@@ -45,20 +45,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-const NUL_MESSAGE: &str = "must not contain NUL characters";
+pub(crate) const NUL_MESSAGE: &str = "must not contain NUL characters";
+
+/// Whether a NUL character is in any string or key of `v`.
+pub(crate) fn has_nul(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
 
 /// The top-level field of a body holding a NUL character in a string or key: PostgreSQL
 /// stores neither in text nor in JSONB, so it is refused up front on every backend.
 fn nul_field(body: &serde_json::Value) -> Option<String> {
-    use serde_json::Value;
-    fn has_nul(v: &Value) -> bool {
-        match v {
-            Value::String(s) => s.contains('\0'),
-            Value::Array(a) => a.iter().any(has_nul),
-            Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-            _ => false,
-        }
-    }
     let (k, _) = body.as_object()?.iter().find(|(k, v)| k.contains('\0') || has_nul(v))?;
     Some(if k.contains('\0') { "base".into() } else { k.clone() })
 }

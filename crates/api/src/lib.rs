@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+mod audio;
 mod auth;
 mod blobs;
 pub mod contact_csv;
@@ -42,8 +43,10 @@ pub struct ApiConfig {
     pub import_limit_bytes: u64,
     /// Largest client logo image (`PUT /api/clients/{id}/logo`).
     pub logo_limit_bytes: u64,
-    /// Where uploads wait to be processed (`<data_dir>/imports`) and uploaded images are
-    /// kept (`<data_dir>/blobs`).
+    /// Largest voice recording (`POST /api/recordings`, `PUT /api/recordings/{id}/media`).
+    pub recording_limit_bytes: u64,
+    /// Where uploads wait to be processed (`<data_dir>/imports`) and uploaded images and
+    /// recordings are kept (`<data_dir>/blobs`).
     pub data_dir: std::path::PathBuf,
     /// How long a resolved access token is trusted without asking the database again.
     /// Writes through this process clear it at once; this bounds how long a token revoked
@@ -72,6 +75,7 @@ impl Default for ApiConfig {
             body_limit_bytes: 1024 * 1024,
             import_limit_bytes: 2 * 1024 * 1024 * 1024,
             logo_limit_bytes: 2 * 1024 * 1024,
+            recording_limit_bytes: 20 * 1024 * 1024,
             data_dir: std::path::PathBuf::from("sauti-data"),
             auth_cache_ttl: Duration::from_secs(2),
             public_url: "http://127.0.0.1:8080".into(),

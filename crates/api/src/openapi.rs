@@ -9,7 +9,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::AppState;
 use crate::routes::{
     access_tokens, accounts, batch_operations, callout_participations, callouts, clients, contact_imports, contacts,
-    content, groups, ops, providers, session, signups, transmissions, users, verifications, webhook_endpoints,
+    content, groups, ops, providers, recordings, session, signups, transmissions, users, verifications,
+    webhook_endpoints,
 };
 
 /// Query parameters every list endpoint takes.
@@ -65,6 +66,8 @@ pub struct ListParams {
         callout_participations::show, callout_participations::update, callout_participations::destroy,
         batch_operations::index, batch_operations::create, batch_operations::show, batch_operations::update,
         batch_operations::destroy, batch_operations::create_event,
+        recordings::index, recordings::create, recordings::show, recordings::update, recordings::destroy,
+        recordings::show_media, recordings::put_media,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(crate::ErrorBody)),
@@ -84,6 +87,7 @@ pub struct ListParams {
         (name = "verifications", description = "One-time codes"),
         (name = "signups", description = "Phone-verified customer sign-up"),
         (name = "callouts", description = "Campaigns (SCFM callouts), their participations and populations"),
+        (name = "recordings", description = "Voice recordings played during calls"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -64,6 +64,8 @@ permissions! {
     TemplatesWrite => "templates_write",
     SignupsRead => "signups_read",
     SignupsWrite => "signups_write",
+    RecordingsRead => "recordings_read",
+    RecordingsWrite => "recordings_write",
 }
 
 impl std::fmt::Display for Permission {

@@ -442,11 +442,11 @@ fn logo_url(id: i64) -> String {
     format!("/api/clients/{id}/logo")
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn into_inner<T>(m: Mutex<T>) -> T {
+pub(crate) fn into_inner<T>(m: Mutex<T>) -> T {
     m.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -660,22 +660,28 @@ pub(crate) async fn blob_image(st: &AppState, account_id: i64, name: &str) -> Ap
         .rsplit_once('.')
         .and_then(|(_, ext)| ImageType::from_ext(ext))
         .ok_or_else(|| ApiError::Internal(format!("unknown image blob {name:?}")))?;
+    serve_blob(st, account_id, name, kind.mime()).await
+}
+
+/// An uploaded file of `account_id` as a response with `mime`, the type sniffed when it
+/// was uploaded: private, never re-sniffed by a browser. 404 when its file is gone.
+pub(crate) async fn serve_blob(st: &AppState, account_id: i64, name: &str, mime: &'static str) -> ApiResult<Response> {
     let bytes = Blobs::new(&st.config.data_dir)
         .read(account_id, name)
         .await
-        .map_err(|e| ApiError::Internal(format!("reading an image: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("reading an uploaded file: {e}")))?
         .ok_or_else(|| {
             // The row points at a file that is gone (a data dir restored without its
-            // blobs, say): there is no image to give.
-            tracing::warn!(account = account_id, blob = %name, "image file missing");
+            // blobs, say): there is nothing to give.
+            tracing::warn!(account = account_id, blob = %name, "uploaded file missing");
             ApiError::NotFound
         })?;
     let mut resp = bytes.into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind.mime()));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
     // Served behind a token, and the same URL serves the next upload too.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
-    // User-uploaded bytes: a browser must take them as the sniffed image type, nothing else.
+    // User-uploaded bytes: a browser must take them as the sniffed type, nothing else.
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     Ok(resp)
 }

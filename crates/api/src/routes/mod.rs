@@ -13,6 +13,7 @@ pub mod content;
 pub mod groups;
 pub mod ops;
 pub mod providers;
+pub mod recordings;
 pub mod session;
 pub mod signups;
 pub mod transmissions;
@@ -105,6 +106,26 @@ pub fn router(state: AppState) -> Router {
                 // Images are held to `logo_limit_bytes` as they are read; this bounds the
                 // multipart framing around them.
                 .layer(DefaultBodyLimit::max(clients::logo_body_limit(&state.config))),
+        )
+        .route(
+            "/api/recordings",
+            get(recordings::index)
+                .post(recordings::create)
+                // Audio is held to `recording_limit_bytes` as it is read; this bounds the
+                // multipart framing and the form's text parts around it.
+                .layer(DefaultBodyLimit::max(recordings::recording_body_limit(&state.config))),
+        )
+        .route(
+            "/api/recordings/{id}",
+            get(recordings::show)
+                .patch(recordings::update)
+                .delete(recordings::destroy),
+        )
+        .route(
+            "/api/recordings/{id}/media",
+            get(recordings::show_media)
+                .put(recordings::put_media)
+                .layer(DefaultBodyLimit::max(recordings::recording_body_limit(&state.config))),
         )
         .route("/api/providers", get(providers::index).post(providers::create))
         .route(
