@@ -70,6 +70,29 @@ pub enum Command {
     /// Import or export contacts as CSV.
     #[command(subcommand)]
     Contacts(ContactsCommand),
+    /// Follow campaigns.
+    #[command(subcommand)]
+    Callouts(CalloutsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CalloutsCommand {
+    /// Show a callout's live progress: a bar, the rate achieved, the ETA and the counts by
+    /// status, until it completes or stops (or Ctrl-C).
+    #[command(after_long_help = CONFIGURATION_HELP)]
+    Watch(WatchCalloutArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WatchCalloutArgs {
+    /// The callout.
+    pub id: i64,
+    /// Print one line of progress and exit (for scripts).
+    #[arg(long)]
+    pub once: bool,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub every: f64,
 }
 
 #[derive(Debug, Subcommand)]

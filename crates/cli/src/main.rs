@@ -1,6 +1,8 @@
-//! The `sauti` binary: `serve`, `migrate`, `accounts create`.
+//! The `sauti` binary: `serve`, `migrate`, `accounts create`, `contacts import|export`,
+//! `callouts watch`.
 #![forbid(unsafe_code)]
 
+mod callouts;
 mod cli;
 mod commands;
 mod config;
@@ -11,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{AccountsCommand, Cli, Command, ContactsCommand};
+use crate::cli::{AccountsCommand, CalloutsCommand, Cli, Command, ContactsCommand};
 use crate::config::Config;
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Accounts(AccountsCommand::Create(args)) => commands::create_account(&config, args).await,
             Command::Contacts(ContactsCommand::Import(args)) => contacts::import(&config, args).await,
             Command::Contacts(ContactsCommand::Export(args)) => contacts::export(&config, args).await,
+            Command::Callouts(CalloutsCommand::Watch(args)) => callouts::watch(&config, args).await,
         }
     })
 }

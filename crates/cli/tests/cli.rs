@@ -101,9 +101,15 @@ struct Server {
 
 impl Server {
     async fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        Self::start_as(dir, env, &["serve"]).await
+    }
+
+    /// `serve` with `args` (`["serve", "--role", "api"]`); a worker has no address, and is
+    /// ready when it says it runs the delivery workers.
+    async fn start_as(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Server {
         let mut env = env.to_vec();
         env.push(("SAUTI_BIND", "127.0.0.1:0"));
-        let mut child = sauti(dir, &["serve"], &env)
+        let mut child = sauti(dir, args, &env)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -117,6 +123,9 @@ impl Server {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
                     return Some(addr);
+                }
+                if line.contains("delivery workers only") {
+                    return Some(String::new());
                 }
             }
             None
@@ -718,4 +727,271 @@ async fn sigkill_mid_send_loses_nothing_on_postgres() {
     };
     let dir = tempfile::tempdir().unwrap();
     crash_and_recover(dir.path(), &[("SAUTI_DATABASE_URL", &db.url)], &db.url).await;
+}
+
+/// Contacts in the campaign crash tests.
+const CAMPAIGN_CONTACTS: usize = 50_000;
+
+/// A 50,000-contact SMS callout through the SMPP adapter to the simulator, while `serve`
+/// processes are SIGKILLed: `workers` are started as `serve --role worker` beside one
+/// `serve --role api` (or, with no workers, one `serve` doing both). Twice, once a third
+/// and two thirds of the contacts were submitted, one process doing delivery work is
+/// killed and (in the single-process case) started again. At the end every participation
+/// is final, each contact participates once, every contact reached the SMSC, and any
+/// contact submitted twice has an attempt recorded as ambiguous.
+async fn campaign_crash(dir: &Path, env: &[(&str, &str)], db_url: &str, workers: usize) {
+    use sauti_smsc_sim::{SimConfig, Simulator};
+    let sim = Simulator::start(SimConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut env = env.to_vec();
+    env.push(("SAUTI_LEASE_SECONDS", "2"));
+    let account = create_account(dir, &env, "Campaign").await;
+    let store = sauti_store::Store::connect(db_url, &Default::default()).await.unwrap();
+    let group = store
+        .create_group(
+            account.account_id,
+            &sauti_store::NewGroup {
+                name: "everyone".into(),
+                description: None,
+                metadata: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    for chunk in (0..CAMPAIGN_CONTACTS).collect::<Vec<_>>().chunks(5000) {
+        let rows: Vec<sauti_store::ContactFields> = chunk
+            .iter()
+            .map(|i| sauti_store::ContactFields {
+                msisdn: format!("+2547{i:08}"),
+                first_name: Some(format!("N{i}")),
+                ..Default::default()
+            })
+            .collect();
+        store
+            .upsert_contacts_batch(account.account_id, &rows, Some(group.id))
+            .await
+            .unwrap();
+    }
+
+    let (api, mut workers_running): (Server, Vec<Server>) = if workers == 0 {
+        (Server::start(dir, &env).await, vec![])
+    } else {
+        let api = Server::start_as(dir, &env, &["serve", "--role", "api"]).await;
+        let mut w = Vec::new();
+        for _ in 0..workers {
+            w.push(Server::start_as(dir, &env, &["serve", "--role", "worker"]).await);
+        }
+        (api, w)
+    };
+    let mut api = Some(api);
+    let base = api.as_ref().unwrap().base_url.clone();
+    let client = reqwest::Client::new();
+    let token = account.access_token.clone();
+    let post = |path: &str, body: serde_json::Value| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let r = post(
+        "/api/providers",
+        serde_json::json!({"name": "smsc", "kind": "smpp", "settings": {
+            "host": "127.0.0.1", "port": sim.addr().port(), "system_id": "test", "password": "secret",
+            "reconnect_min_ms": 50, "reconnect_max_ms": 500}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = post(
+        "/api/callouts",
+        serde_json::json!({"channel": "sms", "body": "Dear {{first_name}}", "group_id": group.id,
+            "max_attempts": 5, "retry_delay": 1}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let callout: serde_json::Value = r.json().await.unwrap();
+    let id = callout["id"].as_i64().unwrap();
+    let r = post(
+        &format!("/api/callouts/{id}/callout_events"),
+        serde_json::json!({"event": "start"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+
+    for third in [1, 2] {
+        let at = (CAMPAIGN_CONTACTS * third / 3) as u64;
+        let reached = tokio::time::timeout(Duration::from_secs(180), async {
+            while sim.stats().submits < at {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        let log = |a: &Option<Server>| a.as_ref().map(Server::log).unwrap_or_default();
+        assert!(reached.is_ok(), "fewer than {at} submits in 180 s:\n{}", log(&api));
+        if workers == 0 {
+            let mut server = api.take().unwrap();
+            server.signal("KILL").await;
+            assert!(!server.wait().await.success(), "SIGKILL ends the process");
+            api = Some(Server::start(dir, &env).await);
+        } else if third == 1 {
+            // One of the workers dies for good: the others take its leases over.
+            let mut w = workers_running.remove(0);
+            w.signal("KILL").await;
+            assert!(!w.wait().await.success(), "SIGKILL ends the worker");
+        } else {
+            // The other restarts.
+            let mut w = workers_running.remove(0);
+            w.signal("KILL").await;
+            w.wait().await;
+            workers_running.push(Server::start_as(dir, &env, &["serve", "--role", "worker"]).await);
+        }
+        assert!(
+            sim.stats().submits < CAMPAIGN_CONTACTS as u64,
+            "the kill came before the end"
+        );
+    }
+
+    let callout_id = id;
+    let done = tokio::time::timeout(Duration::from_secs(300), async {
+        loop {
+            let c = store
+                .get_callout(account.account_id, callout_id)
+                .await
+                .unwrap()
+                .unwrap();
+            let s = store.callout_statistics(callout_id).await.unwrap();
+            let delivered = s
+                .by_status
+                .iter()
+                .find(|(k, _)| k == "delivered")
+                .map_or(0, |(_, n)| *n);
+            if c.status == "completed" && delivered == CAMPAIGN_CONTACTS as i64 {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    let s = match done {
+        Ok(s) => s,
+        Err(_) => panic!(
+            "the callout did not complete with everyone delivered: {:?}\n{}",
+            store.callout_statistics(callout_id).await.unwrap(),
+            api.as_ref().unwrap().log()
+        ),
+    };
+    assert_eq!(
+        s.total, CAMPAIGN_CONTACTS as i64,
+        "each contact participates once: {s:?}"
+    );
+    assert_eq!(
+        s.by_status,
+        vec![("delivered".to_string(), CAMPAIGN_CONTACTS as i64)],
+        "every participation final"
+    );
+
+    let mut seen: std::collections::HashMap<String, usize> = Default::default();
+    for sub in sim.submits() {
+        *seen.entry(sub.destination_addr).or_default() += 1;
+    }
+    assert_eq!(seen.len(), CAMPAIGN_CONTACTS, "every contact reached the SMSC");
+    let duplicated: Vec<String> = seen
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(d, _)| format!("+{d}"))
+        .collect();
+    let page = sauti_core::filter::ListQuery {
+        filter: Default::default(),
+        sort: vec![],
+        page: 1,
+        per_page: 100,
+    };
+    for to in &duplicated {
+        let mut q = page.clone();
+        q.filter = sauti_core::filter::parse_list_query(&[("q[to]".to_string(), to.clone())], &transmissions_spec())
+            .unwrap()
+            .filter;
+        let t = store
+            .list_transmissions(account.account_id, &q)
+            .await
+            .unwrap()
+            .items
+            .remove(0);
+        let attempts = store.attempts_of(t.id).await.unwrap();
+        assert!(
+            attempts.iter().any(|a| a.status == "ambiguous"),
+            "{to} was submitted more than once without an ambiguous attempt: {attempts:?}"
+        );
+    }
+    if workers > 0 {
+        assert!(
+            sim.stats().binds > workers as u64,
+            "every worker sent: {:?}",
+            sim.stats()
+        );
+    }
+    // What an operator watching it sees.
+    let out = run(dir, &["callouts", "watch", &id.to_string(), "--once"], &env).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        text.contains(&format!("{CAMPAIGN_CONTACTS}/{CAMPAIGN_CONTACTS} done"))
+            && text.contains("completed")
+            && text.contains(&format!("delivered {CAMPAIGN_CONTACTS}")),
+        "callouts watch --once: {text}"
+    );
+    let out = run(dir, &["callouts", "watch", &id.to_string()], &env).await;
+    assert!(
+        out.status.success(),
+        "watch ends when the callout has: {}",
+        describe(&out)
+    );
+    let out = run(dir, &["callouts", "watch", "999999", "--once"], &env).await;
+    assert!(!out.status.success() && describe(&out).contains("no callout 999999"));
+    eprintln!(
+        "campaign crash test ({} workers): {} duplicates, all accounted for as ambiguous",
+        workers,
+        duplicated.len()
+    );
+    for mut w in workers_running {
+        w.signal("TERM").await;
+        w.wait().await;
+    }
+    let mut api = api.take().unwrap();
+    api.signal("TERM").await;
+    api.wait().await;
+    store.close().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_callout_survives_two_sigkills_on_sqlite() {
+    let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    campaign_crash(dir.path(), &[("SAUTI_DATABASE_URL", &db.url)], &db.url, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_callout_survives_two_sigkills_on_postgres() {
+    let Some(db) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    campaign_crash(dir.path(), &[("SAUTI_DATABASE_URL", &db.url)], &db.url, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_run_one_callout_through_sigkills_on_postgres() {
+    let Some(db) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    campaign_crash(dir.path(), &[("SAUTI_DATABASE_URL", &db.url)], &db.url, 2).await;
 }

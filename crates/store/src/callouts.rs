@@ -306,6 +306,52 @@ pub struct CalloutStatistics {
     pub sent: i64,
 }
 
+/// What a callout's numbers say about its progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Progress {
+    /// Not yet sent (pending, queued or being sent).
+    pub pending: i64,
+    pub delivered: i64,
+    /// Failed, undelivered or invalid.
+    pub failed: i64,
+    /// Sent per minute, averaged since the callout started: cheap to read at any size,
+    /// and what an operator compares with the rate asked for.
+    pub rate_per_minute: Option<f64>,
+    /// Seconds until nothing is pending at that rate.
+    pub eta_seconds: Option<i64>,
+}
+
+impl CalloutStatistics {
+    pub fn count(&self, statuses: &[&str]) -> i64 {
+        self.by_status
+            .iter()
+            .filter(|(k, _)| statuses.contains(&k.as_str()))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub fn progress(&self, c: &Callout, now: DateTime<Utc>) -> Progress {
+        let pending = self.count(&[status::PENDING, status::QUEUED, status::SENDING]);
+        let minutes = c
+            .started_at
+            .map(|t| (c.completed_at.unwrap_or(now) - t).num_milliseconds() as f64 / 60_000.0)
+            .filter(|m| *m > 0.0);
+        let rate = minutes.map(|m| self.sent as f64 / m);
+        let eta_seconds = match rate {
+            _ if pending == 0 => Some(0),
+            Some(r) if r > 0.0 => Some((pending as f64 / r * 60.0).ceil() as i64),
+            _ => None,
+        };
+        Progress {
+            pending,
+            delivered: self.count(&[status::DELIVERED]),
+            failed: self.count(&[status::FAILED, status::UNDELIVERED, status::INVALID]),
+            rate_per_minute: rate,
+            eta_seconds,
+        }
+    }
+}
+
 /// What one pacer tick did to a callout.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Paced {

@@ -37,7 +37,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use accounts::{Account, AccountChanges, NewAccount};
 pub use callouts::{
     BatchOperation, Callout, CalloutContent, CalloutEvent, CalloutStatistics, CalloutTransition, PaceLimits, Paced,
-    ParticipationChange,
+    ParticipationChange, Progress,
 };
 pub use clients::Client;
 pub use contacts::{Contact, ContactFields, ContactScope};

@@ -519,29 +519,7 @@ pub async fn statistics(
 ) -> ApiResult<axum::Json<Value>> {
     let c = find(&st, auth.account_id, id).await?;
     let s = st.store.callout_statistics(id).await?;
-    let count = |names: &[&str]| -> i64 {
-        s.by_status
-            .iter()
-            .filter(|(k, _)| names.contains(&k.as_str()))
-            .map(|(_, n)| n)
-            .sum()
-    };
-    let pending = count(&["pending", "queued", "sending"]);
-    let delivered = count(&["delivered"]);
-    let failed = count(&["failed", "undelivered", "invalid"]);
-    // The average since the start: cheap to read at any size, and what an operator
-    // compares with the rate asked for.
-    let now = st.config.clock.now();
-    let minutes = c
-        .started_at
-        .map(|t| (c.completed_at.unwrap_or(now) - t).num_milliseconds() as f64 / 60_000.0)
-        .filter(|m| *m > 0.0);
-    let rate = minutes.map(|m| s.sent as f64 / m);
-    let eta = match rate {
-        Some(r) if r > 0.0 && pending > 0 => Some((pending as f64 / r * 60.0).ceil() as i64),
-        _ if pending == 0 => Some(0),
-        _ => None,
-    };
+    let p = s.progress(&c, st.config.clock.now());
     let by_status: serde_json::Map<String, Value> = s.by_status.iter().map(|(k, n)| (k.clone(), json!(n))).collect();
     Ok(axum::Json(json!({
         "callout_id": id,
@@ -550,12 +528,12 @@ pub async fn statistics(
         "by_status": by_status,
         "attempts": s.attempts,
         "sent": s.sent,
-        "delivered": delivered,
-        "answered": if c.channel == "voice" { delivered } else { 0 },
-        "failed": failed,
-        "pending": pending,
+        "delivered": p.delivered,
+        "answered": if c.channel == "voice" { p.delivered } else { 0 },
+        "failed": p.failed,
+        "pending": p.pending,
         "rate_per_minute": c.rate_per_minute,
-        "achieved_rate_per_minute": rate.map(|r| (r * 10.0).round() / 10.0),
-        "eta_seconds": eta,
+        "achieved_rate_per_minute": p.rate_per_minute.map(|r| (r * 10.0).round() / 10.0),
+        "eta_seconds": p.eta_seconds,
     })))
 }
