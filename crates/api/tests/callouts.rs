@@ -627,19 +627,41 @@ both_backends_with_engine!(
         .await["id"]
             .as_i64()
             .unwrap();
+        // A contact added by hand who opts out before her turn is not messaged.
+        let r = app
+            .post(
+                &format!("/api/callouts/{id}/callout_participations"),
+                tok,
+                json!({"contact_id": ids[5]}),
+            )
+            .await;
+        let late = r.body["id"].as_i64().unwrap();
+        app.patch(
+            &format!("/api/contacts/{}", ids[5]),
+            tok,
+            json!({"opted_out_at": "2026-01-01T00:00:00Z"}),
+        )
+        .await;
         let r = event(&app, tok, id, "start").await;
         assert_status(&r, StatusCode::CREATED, "start");
         let s = until_stats(&app, tok, id, "callout completed", |s| s["status"] == "completed").await;
-        assert_eq!(s["total"], 11, "twelve in the group, one opted out");
-        assert_eq!(s["sent"], 11);
+        assert_eq!(s["total"], 11, "twelve in the group, one opted out before it started");
+        assert_eq!(s["sent"], 10, "and one after she was added");
         assert_eq!(s["pending"], 0);
-        assert_eq!(s["attempts"], 11, "each contact once");
+        assert_eq!(s["attempts"], 10, "each contact once");
+        let r = app.get(&format!("/api/callout_participations/{late}"), tok).await;
+        assert_eq!(r.body["status"], "invalid");
+        assert_eq!(r.body["error_code"], "opted_out");
         let c = app.get(&format!("/api/callouts/{id}"), tok).await;
         assert_timestamp(&c.body["completed_at"], "completed_at");
         // Every one delivered, personalised, and exactly one attempt each.
-        let s = until_stats(&app, tok, id, "all delivered", |s| s["delivered"] == 11).await;
-        assert_eq!(s["failed"], 0);
-        for p in participations(&app, tok, id).await {
+        let s = until_stats(&app, tok, id, "all delivered", |s| s["delivered"] == 10).await;
+        assert_eq!(s["failed"], 1, "the opted-out one counts as not reached");
+        for p in participations(&app, tok, id)
+            .await
+            .into_iter()
+            .filter(|p| p["id"] != late)
+        {
             let tr = app.get(&format!("/api/transmissions/{}", p["id"]), tok).await;
             let n = tr.body["to"].as_str().unwrap()[5..].parse::<u32>().unwrap();
             assert_eq!(tr.body["body"], format!("Hello Name{n}"));

@@ -655,12 +655,31 @@ async fn crash_and_recover(dir: &Path, env: &[(&str, &str)], db_url: &str) {
         "all delivered"
     );
 
-    // Every destination the simulator saw twice must have an ambiguous attempt.
+    let duplicated = duplicates_are_ambiguous(&sim, &store, account.account_id, CRASH_MESSAGES).await;
+    eprintln!(
+        "crash test: {} submits before the kill, {} duplicates, all accounted for as ambiguous",
+        before_restart, duplicated
+    );
+    server.signal("TERM").await;
+    server.wait().await;
+    store.close().await;
+    sim.shutdown().await;
+}
+
+/// Check that every destination the simulator saw more than once belongs to a
+/// transmission with an attempt recorded as ambiguous, and that all `expected`
+/// destinations reached it. Returns how many were seen twice.
+async fn duplicates_are_ambiguous(
+    sim: &sauti_smsc_sim::Simulator,
+    store: &sauti_store::Store,
+    account_id: i64,
+    expected: usize,
+) -> usize {
     let mut seen: std::collections::HashMap<String, usize> = Default::default();
     for s in sim.submits() {
         *seen.entry(s.destination_addr).or_default() += 1;
     }
-    assert_eq!(seen.len(), CRASH_MESSAGES, "every message reached the SMSC");
+    assert_eq!(seen.len(), expected, "every message reached the SMSC");
     let duplicated: Vec<String> = seen
         .into_iter()
         .filter(|(_, n)| *n > 1)
@@ -677,27 +696,14 @@ async fn crash_and_recover(dir: &Path, env: &[(&str, &str)], db_url: &str) {
         q.filter = sauti_core::filter::parse_list_query(&[("q[to]".to_string(), to.clone())], &transmissions_spec())
             .unwrap()
             .filter;
-        let t = store
-            .list_transmissions(account.account_id, &q)
-            .await
-            .unwrap()
-            .items
-            .remove(0);
+        let t = store.list_transmissions(account_id, &q).await.unwrap().items.remove(0);
         let attempts = store.attempts_of(t.id).await.unwrap();
         assert!(
             attempts.iter().any(|a| a.status == "ambiguous"),
             "{to} was submitted more than once without an ambiguous attempt: {attempts:?}"
         );
     }
-    eprintln!(
-        "crash test: {} submits before the kill, {} duplicates, all accounted for as ambiguous",
-        before_restart,
-        duplicated.len()
-    );
-    server.signal("TERM").await;
-    server.wait().await;
-    store.close().await;
-    sim.shutdown().await;
+    duplicated.len()
 }
 
 fn transmissions_spec() -> sauti_core::filter::ResourceSpec {
@@ -897,39 +903,7 @@ async fn campaign_crash(dir: &Path, env: &[(&str, &str)], db_url: &str, workers:
         "every participation final"
     );
 
-    let mut seen: std::collections::HashMap<String, usize> = Default::default();
-    for sub in sim.submits() {
-        *seen.entry(sub.destination_addr).or_default() += 1;
-    }
-    assert_eq!(seen.len(), CAMPAIGN_CONTACTS, "every contact reached the SMSC");
-    let duplicated: Vec<String> = seen
-        .into_iter()
-        .filter(|(_, n)| *n > 1)
-        .map(|(d, _)| format!("+{d}"))
-        .collect();
-    let page = sauti_core::filter::ListQuery {
-        filter: Default::default(),
-        sort: vec![],
-        page: 1,
-        per_page: 100,
-    };
-    for to in &duplicated {
-        let mut q = page.clone();
-        q.filter = sauti_core::filter::parse_list_query(&[("q[to]".to_string(), to.clone())], &transmissions_spec())
-            .unwrap()
-            .filter;
-        let t = store
-            .list_transmissions(account.account_id, &q)
-            .await
-            .unwrap()
-            .items
-            .remove(0);
-        let attempts = store.attempts_of(t.id).await.unwrap();
-        assert!(
-            attempts.iter().any(|a| a.status == "ambiguous"),
-            "{to} was submitted more than once without an ambiguous attempt: {attempts:?}"
-        );
-    }
+    let duplicated = duplicates_are_ambiguous(&sim, &store, account.account_id, CAMPAIGN_CONTACTS).await;
     if workers > 0 {
         assert!(
             sim.stats().binds > workers as u64,
@@ -957,8 +931,7 @@ async fn campaign_crash(dir: &Path, env: &[(&str, &str)], db_url: &str, workers:
     assert!(!out.status.success() && describe(&out).contains("no callout 999999"));
     eprintln!(
         "campaign crash test ({} workers): {} duplicates, all accounted for as ambiguous",
-        workers,
-        duplicated.len()
+        workers, duplicated
     );
     for mut w in workers_running {
         w.signal("TERM").await;

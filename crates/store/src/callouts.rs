@@ -401,7 +401,7 @@ impl Store {
             .push(", ")
             .ts(now)
             .push(") RETURNING *");
-        Ok(on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).fetch_one(p).await)?)
+        Ok(on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_one(p).await)?)
     }
 
     pub async fn get_callout(&self, account_id: i64, id: i64) -> StoreResult<Option<Callout>> {
@@ -440,7 +440,7 @@ impl Store {
                 .int(id)
                 .push(" AND updated_at = ")
                 .ts(old.updated_at);
-            let n = on_pool!(self, p => sqlx::query_with(q.sql(), args(p, &q)).execute(p).await.map(|r| r.rows_affected()))?;
+            let n = on_pool!(self, p => sqlx::query_with(q.sql(), args(p, &q)).persistent(false).execute(p).await.map(|r| r.rows_affected()))?;
             if n == 1 {
                 return Ok(Some(new));
             }
@@ -498,7 +498,7 @@ impl Store {
         let subs = self.subscriptions().await?;
         let done: Option<Callout> = on_pool!(self, p => {
             let mut tx = p.begin().await?;
-            let row: Option<Callout> = sqlx::query_as_with(lock.sql(), args(p, &lock)).fetch_optional(&mut *tx).await?;
+            let row: Option<Callout> = sqlx::query_as_with(lock.sql(), args(p, &lock)).persistent(false).fetch_optional(&mut *tx).await?;
             if let Some(c) = &row {
                 let mut follow = Vec::new();
                 match event {
@@ -538,10 +538,10 @@ impl Store {
                     follow.push(q);
                 }
                 for q in &follow {
-                    sqlx::query_with(q.sql(), args(p, q)).execute(&mut *tx).await?;
+                    sqlx::query_with(q.sql(), args(p, q)).persistent(false).execute(&mut *tx).await?;
                 }
                 if let Some(w) = subs.deliveries(d, &[c.status_event()], now) {
-                    sqlx::query_with(w.sql(), args(p, &w)).execute(&mut *tx).await?;
+                    sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
                 }
             }
             tx.commit().await?;
@@ -589,13 +589,13 @@ impl Store {
                 q.push("UPDATE transmissions SET status = 'canceled', next_attempt_at = NULL, error_code = ").text(STOPPED_CODE);
                 q.push(", error_message = 'the callout reached its stop_at', completed_at = ").ts(now).push(", updated_at = ").ts(now);
                 q.push(" WHERE callout_id = ").int(id).push(" AND status IN ('pending', 'queued')");
-                sqlx::query_with(q.sql(), args(p, &q)).execute(&mut *tx).await?;
+                sqlx::query_with(q.sql(), args(p, &q)).persistent(false).execute(&mut *tx).await?;
                 let mut q = Q::new(d);
                 q.push("UPDATE callouts SET status = 'stopped', pace_next_at = NULL, updated_at = ").ts(now);
                 q.push(" WHERE id = ").int(id).push(" RETURNING *");
-                let stopped: Callout = sqlx::query_as_with(q.sql(), args(p, &q)).fetch_one(&mut *tx).await?;
+                let stopped: Callout = sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_one(&mut *tx).await?;
                 if let Some(w) = subs.deliveries(d, &[stopped.status_event()], now) {
-                    sqlx::query_with(w.sql(), args(p, &w)).execute(&mut *tx).await?;
+                    sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 paced.finished = true;
@@ -603,34 +603,38 @@ impl Store {
             }
             if !open {
                 let q = withdraw_sql(d, id);
-                paced.withdrawn = sqlx::query_with(q.sql(), args(p, &q)).execute(&mut *tx).await?.rows_affected();
+                paced.withdrawn = sqlx::query_with(q.sql(), args(p, &q)).persistent(false).execute(&mut *tx).await?.rows_affected();
                 let mut q = Q::new(d);
                 q.push("UPDATE callouts SET pace_next_at = NULL WHERE id = ").int(id);
-                sqlx::query_with(q.sql(), args(p, &q)).execute(&mut *tx).await?;
+                sqlx::query_with(q.sql(), args(p, &q)).persistent(false).execute(&mut *tx).await?;
                 tx.commit().await?;
                 return Ok(paced);
             }
+            // Each status on its own: one `OR` made SQLite walk the callout's finished
+            // rows in id order, a million of them a tick, inside the write transaction.
             let mut q = Q::new(d);
             q.push("SELECT COUNT(*) FROM (SELECT 1 FROM transmissions WHERE callout_id = ").int(id);
-            q.push(" AND (status IN ").push(ACTIVE);
-            if c.retries("undelivered") {
+            q.push(" AND status IN ").push(ACTIVE).push(" LIMIT 1) AS a");
+            let mut active: i64 = sqlx::query_scalar_with(q.sql(), args(p, &q)).persistent(false).fetch_one(&mut *tx).await?;
+            if active == 0 && c.retries("undelivered") {
                 // A sent message may still come back undelivered and be tried again; a
                 // receipt that has not come in an hour is not waited for.
-                q.push(" OR (status = 'sent' AND sent_at > ").ts(now - Duration::hours(1)).push(")");
+                let mut q = Q::new(d);
+                q.push("SELECT COUNT(*) FROM (SELECT 1 FROM transmissions WHERE callout_id = ").int(id);
+                q.push(" AND status = 'sent' AND sent_at > ").ts(now - Duration::hours(1)).push(" LIMIT 1) AS a");
+                active = sqlx::query_scalar_with(q.sql(), args(p, &q)).persistent(false).fetch_one(&mut *tx).await?;
             }
-            q.push(") LIMIT 1) AS a");
-            let active: i64 = sqlx::query_scalar_with(q.sql(), args(p, &q)).fetch_one(&mut *tx).await?;
             let mut q = Q::new(d);
             q.push("SELECT COUNT(*) FROM batch_operations WHERE callout_id = ").int(id);
             q.push(" AND status IN ('queued', 'running')");
-            let populating: i64 = sqlx::query_scalar_with(q.sql(), args(p, &q)).fetch_one(&mut *tx).await?;
+            let populating: i64 = sqlx::query_scalar_with(q.sql(), args(p, &q)).persistent(false).fetch_one(&mut *tx).await?;
             if active == 0 && populating == 0 {
                 let mut q = Q::new(d);
                 q.push("UPDATE callouts SET status = 'completed', pace_next_at = NULL, completed_at = ").ts(now);
                 q.push(", updated_at = ").ts(now).push(" WHERE id = ").int(id).push(" RETURNING *");
-                let done: Callout = sqlx::query_as_with(q.sql(), args(p, &q)).fetch_one(&mut *tx).await?;
+                let done: Callout = sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_one(&mut *tx).await?;
                 if let Some(w) = subs.deliveries(d, &[done.status_event()], now) {
-                    sqlx::query_with(w.sql(), args(p, &w)).execute(&mut *tx).await?;
+                    sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 paced.finished = true;
@@ -642,7 +646,7 @@ impl Store {
             let mut q = Q::new(d);
             q.push("SELECT COUNT(*) FROM (SELECT 1 FROM transmissions WHERE callout_id = ").int(id);
             q.push(" AND status = 'queued' AND next_attempt_at <= ").ts(now).push(" LIMIT ").int(cap).push(") AS b");
-            let backlog: i64 = sqlx::query_scalar_with(q.sql(), args(p, &q)).fetch_one(&mut *tx).await?;
+            let backlog: i64 = sqlx::query_scalar_with(q.sql(), args(p, &q)).persistent(false).fetch_one(&mut *tx).await?;
             let (want, slots): (i64, Option<(DateTime<Utc>, Duration)>) = match c.rate_per_minute {
                 Some(rate) if rate > 0 => {
                     let every = slot_interval(rate);
@@ -664,19 +668,41 @@ impl Store {
             if want > 0 {
                 let retry_cutoff = now - Duration::seconds(c.retry_delay_seconds);
                 let mut q = Q::new(d);
-                q.push("SELECT id FROM transmissions WHERE callout_id = ").int(id);
-                q.push(" AND status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ").ts(retry_cutoff);
-                q.push(") ORDER BY id LIMIT ").int(want);
-                let ids: Vec<i64> = sqlx::query_scalar_with(q.sql(), args(p, &q)).fetch_all(&mut *tx).await?;
+                // With whether the contact opted out since the participation was made: a
+                // campaign runs for hours or days, and an opt-out holds from the moment
+                // it is recorded.
+                q.push("SELECT t.id, CASE WHEN c.opted_out_at IS NULL THEN 0 ELSE 1 END FROM transmissions t \
+                        LEFT JOIN contacts c ON c.id = t.contact_id WHERE t.callout_id = ").int(id);
+                q.push(" AND t.status = 'pending' AND (t.next_attempt_at IS NULL OR t.next_attempt_at <= ").ts(retry_cutoff);
+                q.push(") ORDER BY t.id LIMIT ").int(want);
+                let picked: Vec<(i64, i32)> = sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?;
+                let (ids, opted_out): (Vec<i64>, Vec<i64>) = {
+                    let (keep, out): (Vec<_>, Vec<_>) = picked.into_iter().partition(|(_, o)| *o == 0);
+                    (keep.into_iter().map(|(i, _)| i).collect(), out.into_iter().map(|(i, _)| i).collect())
+                };
+                for chunk in opted_out.chunks(1000) {
+                    let mut q = Q::new(d);
+                    q.push("UPDATE transmissions SET status = 'invalid', error_code = 'opted_out', \
+                            error_message = 'the contact opted out', next_attempt_at = NULL, completed_at = ").ts(now);
+                    q.push(", updated_at = ").ts(now).push(" WHERE status = 'pending' AND id IN (");
+                    for (i, t) in chunk.iter().enumerate() {
+                        if i > 0 {
+                            q.push(", ");
+                        }
+                        q.int(*t);
+                    }
+                    q.push(")");
+                    sqlx::query_with(q.sql(), args(p, &q)).persistent(false).execute(&mut *tx).await?;
+                }
                 for chunk in ids.chunks(1000) {
                     let q = release_sql(d, chunk, slots, now);
-                    paced.released += sqlx::query_with(q.sql(), args(p, &q)).execute(&mut *tx).await?.rows_affected();
+                    paced.released += sqlx::query_with(q.sql(), args(p, &q)).persistent(false).execute(&mut *tx).await?.rows_affected();
                 }
                 if let Some((from, every)) = slots {
                     let next = from + every * i32::try_from(ids.len()).unwrap_or(i32::MAX);
                     let mut q = Q::new(d);
                     q.push("UPDATE callouts SET pace_next_at = ").ts(next).push(" WHERE id = ").int(id);
-                    sqlx::query_with(q.sql(), args(p, &q)).execute(&mut *tx).await?;
+                    sqlx::query_with(q.sql(), args(p, &q)).persistent(false).execute(&mut *tx).await?;
                 }
             }
             tx.commit().await?;
@@ -780,8 +806,7 @@ impl Store {
                 .int(id);
             q.push(" AND updated_at = ").ts(old.updated_at).push(" RETURNING *");
             // A contact already in the callout is a `Conflict` on `contact_id`.
-            let row: Option<Transmission> =
-                on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).fetch_optional(p).await)?;
+            let row: Option<Transmission> = on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_optional(p).await)?;
             if let Some(t) = row {
                 return Ok(Some(Ok(t)));
             }
@@ -830,7 +855,7 @@ impl Store {
             .push(", ")
             .ts(now)
             .push(") RETURNING *");
-        Ok(on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).fetch_one(p).await)?)
+        Ok(on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_one(p).await)?)
     }
 
     pub async fn get_batch_operation(&self, account_id: i64, id: i64) -> StoreResult<Option<BatchOperation>> {
@@ -877,8 +902,7 @@ impl Store {
                 .push(" AND id = ")
                 .int(id);
             q.push(" AND updated_at = ").ts(old.updated_at).push(" RETURNING *");
-            let row: Option<BatchOperation> =
-                on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).fetch_optional(p).await)?;
+            let row: Option<BatchOperation> = on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_optional(p).await)?;
             if let Some(b) = row {
                 return Ok(Some(Ok(b)));
             }
@@ -971,7 +995,7 @@ impl Store {
             q.push(" FOR UPDATE SKIP LOCKED");
         }
         q.push(") RETURNING *");
-        Ok(on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).fetch_optional(p).await)?)
+        Ok(on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_optional(p).await)?)
     }
 
     /// Contacts of a population after its cursor (the next chunk to add).
@@ -1028,10 +1052,10 @@ impl Store {
             let mut tx = p.begin().await?;
             let mut created = 0i64;
             for ins in &inserts {
-                created += sqlx::query_with(ins.sql(), args(p, ins)).fetch_all(&mut *tx).await?.len() as i64;
+                created += sqlx::query_with(ins.sql(), args(p, ins)).persistent(false).fetch_all(&mut *tx).await?.len() as i64;
             }
             let q = progress(created);
-            let n = sqlx::query_with(q.sql(), args(p, &q)).execute(&mut *tx).await?.rows_affected();
+            let n = sqlx::query_with(q.sql(), args(p, &q)).persistent(false).execute(&mut *tx).await?.rows_affected();
             if n == 1 {
                 tx.commit().await?;
                 true

@@ -107,19 +107,19 @@ impl Store {
             let mut tx = p.begin().await?;
             let mut changed = Vec::new();
             for (attempts, trans) in &batched {
-                sqlx::query_with(attempts.sql(), args(p, attempts)).execute(&mut *tx).await?;
-                changed.extend(sqlx::query_as_with::<_, Transmission, _>(trans.sql(), args(p, trans)).fetch_all(&mut *tx).await?);
+                sqlx::query_with(attempts.sql(), args(p, attempts)).persistent(false).execute(&mut *tx).await?;
+                changed.extend(sqlx::query_as_with::<_, Transmission, _>(trans.sql(), args(p, trans)).persistent(false).fetch_all(&mut *tx).await?);
             }
             for (attempt, trans) in &statements {
                 if let Some(a) = attempt {
-                    sqlx::query_with(a.sql(), args(p, a)).execute(&mut *tx).await?;
+                    sqlx::query_with(a.sql(), args(p, a)).persistent(false).execute(&mut *tx).await?;
                 }
-                let row: Option<Transmission> = sqlx::query_as_with(trans.sql(), args(p, trans)).fetch_optional(&mut *tx).await?;
+                let row: Option<Transmission> = sqlx::query_as_with(trans.sql(), args(p, trans)).persistent(false).fetch_optional(&mut *tx).await?;
                 changed.extend(row);
             }
             let events: Vec<WebhookEvent> = changed.iter().filter_map(Transmission::status_event).collect();
             if let Some(w) = subs.deliveries(d, &events, now) {
-                sqlx::query_with(w.sql(), args(p, &w)).execute(&mut *tx).await?;
+                sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             changed
@@ -155,7 +155,7 @@ impl Store {
                     q.int(*id);
                 }
                 q.push(")");
-                found.extend(sqlx::query_as_with::<_, Attempt, _>(q.sql(), args(p, &q)).fetch_all(&mut *tx).await?);
+                found.extend(sqlx::query_as_with::<_, Attempt, _>(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?);
             }
             for chunk in by_remote.chunks(CHUNK) {
                 let mut q = Q::new(d);
@@ -165,7 +165,7 @@ impl Store {
                     q.text(r);
                 }
                 q.push(")");
-                found.extend(sqlx::query_as_with::<_, Attempt, _>(q.sql(), args(p, &q)).fetch_all(&mut *tx).await?);
+                found.extend(sqlx::query_as_with::<_, Attempt, _>(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?);
             }
             let matched: Vec<Option<&Attempt>> = receipts.iter().map(|r| match_attempt(r, &found)).collect();
 
@@ -180,7 +180,7 @@ impl Store {
                     q.push(", ").text(&r.remote_id).push(", ").text(if a.is_some() { "applied" } else { "unmatched" });
                     q.push(", ").json(&r.raw).push(", ").ts(now).push(")");
                 }
-                sqlx::query_with(q.sql(), args(p, &q)).execute(&mut *tx).await?;
+                sqlx::query_with(q.sql(), args(p, &q)).persistent(false).execute(&mut *tx).await?;
             }
             let applied: Vec<(&ReceiptIn, &Attempt)> =
                 receipts.iter().zip(&matched).filter_map(|(r, a)| a.map(|a| (r, a))).collect();
@@ -193,7 +193,7 @@ impl Store {
                     q.push(", 'receipt', ").text(&r.raw_status).push(", ").text(&receipt_text(&r.raw));
                     q.push(", ").ts(now).push(")");
                 }
-                sqlx::query_with(q.sql(), args(p, &q)).execute(&mut *tx).await?;
+                sqlx::query_with(q.sql(), args(p, &q)).persistent(false).execute(&mut *tx).await?;
             }
             // Attempts: a final receipt sets the status; an intermediate one only the raw
             // status, and never over a final one (providers may report out of order:
@@ -210,7 +210,7 @@ impl Store {
                     q.push(", ").opt_text(r.error_code.as_deref()).push(")");
                 }
                 q.push(") AS v WHERE attempts.id = v.column1 AND (v.column2 <> 'intermediate' OR attempts.status IN ('sending', 'sent', 'ambiguous'))");
-                sqlx::query_with(q.sql(), args(p, &q)).execute(&mut *tx).await?;
+                sqlx::query_with(q.sql(), args(p, &q)).persistent(false).execute(&mut *tx).await?;
             }
             let mut changed: Vec<Transmission> = Vec::new();
             // A delivered receipt settles the transmission whatever came after (a resend
@@ -227,7 +227,7 @@ impl Store {
                     q.int(*id);
                 }
                 q.push(") RETURNING *");
-                changed.extend(sqlx::query_as_with::<_, Transmission, _>(q.sql(), args(p, &q)).fetch_all(&mut *tx).await?);
+                changed.extend(sqlx::query_as_with::<_, Transmission, _>(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?);
             }
             // An undelivered one only while its attempt is the latest.
             let undelivered: Vec<&(&ReceiptIn, &Attempt)> = applied.iter().filter(|(r, _)| r.status == status::UNDELIVERED).collect();
@@ -248,11 +248,11 @@ impl Store {
                 q.push(") AS v WHERE transmissions.id = v.column1 AND transmissions.attempts = v.column2 \
                         AND transmissions.status IN ('sent', 'sending') RETURNING ");
                 q.push(returning_transmissions(d));
-                changed.extend(sqlx::query_as_with::<_, Transmission, _>(q.sql(), args(p, &q)).fetch_all(&mut *tx).await?);
+                changed.extend(sqlx::query_as_with::<_, Transmission, _>(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?);
             }
             let events: Vec<WebhookEvent> = changed.iter().filter_map(Transmission::status_event).collect();
             if let Some(w) = subs.deliveries(d, &events, now) {
-                sqlx::query_with(w.sql(), args(p, &w)).execute(&mut *tx).await?;
+                sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             matched.iter().map(|a| if a.is_some() { ReceiptMatch::Applied } else { ReceiptMatch::Unmatched }).collect()
@@ -282,7 +282,7 @@ impl Store {
             .push(", ")
             .ts(clock::now())
             .push(") RETURNING id");
-        Ok(on_pool!(self, p => sqlx::query_scalar_with(q.sql(), args(p, &q)).fetch_one(p).await)?)
+        Ok(on_pool!(self, p => sqlx::query_scalar_with(q.sql(), args(p, &q)).persistent(false).fetch_one(p).await)?)
     }
 
     /// An inbound message (SMS MO): stored as an inbound transmission of the provider's

@@ -79,6 +79,10 @@ impl Q {
         }
     }
 
+    /// The statement's text. Run it with `.persistent(false)`: a built statement's text
+    /// changes with its batch size, and sqlx's per-connection cache kept every shape
+    /// prepared — a 1,000-row insert is a large program — which held hundreds of MB during
+    /// a million-contact campaign.
     pub fn sql(&self) -> sqlx::AssertSqlSafe<String> {
         sqlx::AssertSqlSafe(self.text.clone())
     }

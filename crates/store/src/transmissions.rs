@@ -274,7 +274,7 @@ impl Store {
         let subs = self.subscriptions().await?;
         let created: Vec<Transmission> = on_pool!(self, p => {
             let mut tx = p.begin().await?;
-            let mut created: Vec<Transmission> = sqlx::query_as_with(q.sql(), args(p, &q)).fetch_all(&mut *tx).await?;
+            let mut created: Vec<Transmission> = sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?;
             created.sort_by_key(|t| t.id);
             for t in &created {
                 if let Some(e) = t.status_event() {
@@ -282,7 +282,7 @@ impl Store {
                 }
             }
             if let Some(w) = subs.deliveries(self.dialect(), &events_of_inbound, now) {
-                sqlx::query_with(w.sql(), args(p, &w)).execute(&mut *tx).await?;
+                sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             created
@@ -409,10 +409,10 @@ impl Store {
         let subs = self.subscriptions().await?;
         Ok(on_pool!(self, p => {
             let mut tx = p.begin().await?;
-            let row: Option<Transmission> = sqlx::query_as_with(q.sql(), args(p, q)).fetch_optional(&mut *tx).await?;
+            let row: Option<Transmission> = sqlx::query_as_with(q.sql(), args(p, q)).persistent(false).fetch_optional(&mut *tx).await?;
             let events: Vec<WebhookEvent> = row.iter().filter_map(Transmission::status_event).collect();
             if let Some(w) = subs.deliveries(self.dialect(), &events, now) {
-                sqlx::query_with(w.sql(), args(p, &w)).execute(&mut *tx).await?;
+                sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             row
@@ -450,7 +450,7 @@ impl Store {
         claim.push(") RETURNING *");
         Ok(on_pool!(self, p => {
             let mut tx = p.begin().await?;
-            let mut claimed: Vec<Transmission> = sqlx::query_as_with(claim.sql(), args(p, &claim)).fetch_all(&mut *tx).await?;
+            let mut claimed: Vec<Transmission> = sqlx::query_as_with(claim.sql(), args(p, &claim)).persistent(false).fetch_all(&mut *tx).await?;
             claimed.sort_by_key(|t| (t.priority, t.next_attempt_at, t.id));
             let mut routed = Vec::with_capacity(claimed.len());
             let mut unrouted = Vec::new();
@@ -476,7 +476,7 @@ impl Store {
                     ins.push(", ").ts(t.next_attempt_at.unwrap_or(now)).push(", ").ts(now).push(", ").ts(now).push(", ").ts(now).push(")");
                 }
                 ins.push(" RETURNING *");
-                let attempts: Vec<Attempt> = sqlx::query_as_with(ins.sql(), args(p, &ins)).fetch_all(&mut *tx).await?;
+                let attempts: Vec<Attempt> = sqlx::query_as_with(ins.sql(), args(p, &ins)).persistent(false).fetch_all(&mut *tx).await?;
                 let mut by_tx: std::collections::HashMap<i64, Attempt> =
                     attempts.into_iter().map(|a| (a.transmission_id, a)).collect();
                 for (t, _) in routed {
@@ -544,10 +544,10 @@ impl Store {
         let subs = self.subscriptions().await?;
         Ok(on_pool!(self, p => {
             let mut tx = p.begin().await?;
-            let rows: Vec<Transmission> = sqlx::query_as_with(q.sql(), args(p, &q)).fetch_all(&mut *tx).await?;
+            let rows: Vec<Transmission> = sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?;
             let events: Vec<WebhookEvent> = rows.iter().filter_map(Transmission::status_event).collect();
             if let Some(w) = subs.deliveries(self.dialect(), &events, now) {
-                sqlx::query_with(w.sql(), args(p, &w)).execute(&mut *tx).await?;
+                sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             rows.len() as u64

@@ -308,7 +308,7 @@ impl Store {
                 let mut message = s.message.clone();
                 message.metadata.insert("verification_id".into(), Value::from(v.id));
                 let q = insert_query(dialect, std::slice::from_ref(&message), now);
-                let transmission: Transmission = sqlx::query_as_with(q.sql(), args(p, &q)).fetch_one(&mut *tx).await?;
+                let transmission: Transmission = sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_one(&mut *tx).await?;
                 sqlx::query(
                     "INSERT INTO verification_sends (account_id, verification_id, channel, to_address, prefix, ip, \
                      transmission_id, sent_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -369,7 +369,7 @@ impl Store {
             q.int(*id);
         }
         q.push(")");
-        Ok(on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).fetch_all(p).await)?)
+        Ok(on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_all(p).await)?)
     }
 
     /// Check a code. A check is counted (atomically, before the code is compared, so
@@ -435,7 +435,7 @@ impl Store {
                         data: a.to_json(now, None),
                     };
                     if let Some(w) = subs.deliveries(dialect, &[event], now) {
-                        sqlx::query_with(w.sql(), args(p, &w)).execute(&mut *tx).await?;
+                        sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
                     }
                 }
                 tx.commit().await?;

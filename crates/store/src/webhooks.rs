@@ -361,7 +361,7 @@ impl Store {
         }
         q.push(") RETURNING *");
         let rows: Vec<WebhookDelivery> =
-            on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).fetch_all(p).await)?;
+            on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_all(p).await)?;
         if rows.is_empty() {
             return Ok(vec![]);
         }
@@ -379,7 +379,7 @@ impl Store {
         }
         e.push(")");
         let endpoints: Vec<WebhookEndpoint> =
-            on_pool!(self, p => sqlx::query_as_with(e.sql(), args(p, &e)).fetch_all(p).await)?;
+            on_pool!(self, p => sqlx::query_as_with(e.sql(), args(p, &e)).persistent(false).fetch_all(p).await)?;
         let by_id: std::collections::HashMap<i64, WebhookEndpoint> = endpoints.into_iter().map(|e| (e.id, e)).collect();
         Ok(rows
             .into_iter()
