@@ -567,7 +567,12 @@ impl Store {
             let mut q = Q::new(d);
             q.push("SELECT COUNT(*) FROM (SELECT 1 FROM transmissions WHERE callout_id = ").int(id);
             q.push(" AND (status IN ").push(ACTIVE);
-            if c.retries("undelivered") {
+            if c.channel == "voice" {
+                // A placed call is not done until the provider says how it ended (answered,
+                // busy, not answered), which is the callout's outcome; a call is waited for
+                // as long as Twilio lets one last (4 hours).
+                q.push(" OR (status = 'sent' AND sent_at > ").ts(now - Duration::hours(4)).push(")");
+            } else if c.retries("undelivered") {
                 // A sent message may still come back undelivered and be tried again; a
                 // receipt that has not come in an hour is not waited for.
                 q.push(" OR (status = 'sent' AND sent_at > ").ts(now - Duration::hours(1)).push(")");
