@@ -208,7 +208,9 @@ both_backends_with_engine!(
         let bob = contact(&app, tok, "+254712000042", "Bob").await;
         let busy = contact(&app, tok, BUSY, "Busy").await;
         let quiet = contact(&app, tok, NO_ANSWER, "Quiet").await;
-        let g = group_of(&app, tok, &[ann, bob, busy, quiet]).await;
+        // Refused by the provider (21211): never placed, so SCFM's `errored`.
+        let refused = contact(&app, tok, "+15005550001", "Refused").await;
+        let g = group_of(&app, tok, &[ann, bob, busy, quiet, refused]).await;
         // A busy line is tried again (`retry_on` has busy), an unanswered one is not.
         let r = app
             .post(
@@ -224,7 +226,8 @@ both_backends_with_engine!(
         start(&app, tok, callout).await;
         let s = completed(&app, tok, callout).await;
         assert_eq!(s["answered"], 2, "{s}");
-        assert_eq!(s["attempts"], 5, "Ann, Bob, Busy twice, Quiet once: {s}");
+        assert_eq!(s["attempts"], 6, "Ann, Bob, Busy twice, Quiet and Refused once: {s}");
+        assert_eq!(s["by_status"]["failed"], 1, "{s}");
         assert_eq!(s["by_status"]["delivered"], 2, "{s}");
         assert_eq!(s["by_status"]["undelivered"], 2, "{s}");
 
@@ -247,6 +250,10 @@ both_backends_with_engine!(
         assert_eq!(part(busy)["phone_calls_count"], 2);
         assert_eq!(part(quiet)["phone_calls_count"], 1);
         assert_eq!(part(quiet)["error_code"], "not_answered");
+        assert_eq!(
+            (&part(refused)["status"], &part(refused)["error_code"]),
+            (&json!("failed"), &json!("21211"))
+        );
         let ann_part = part(ann)["id"].as_i64().unwrap();
         let results = app
             .get(&format!("/api/transmissions/{ann_part}/results"), tok)
@@ -324,7 +331,7 @@ both_backends_with_engine!(
         // Phone calls, as SCFM shows them.
         let r = app.get(&format!("/api/callouts/{callout}/phone_calls"), tok).await;
         assert_status(&r, StatusCode::OK, "phone calls of the callout");
-        assert_eq!(r.header("total"), Some("5"));
+        assert_eq!(r.header("total"), Some("6"));
         assert_eq!(r.header("per-page"), Some("25"));
         let mut statuses: Vec<&str> = r
             .body
@@ -334,7 +341,10 @@ both_backends_with_engine!(
             .map(|c| c["status"].as_str().unwrap())
             .collect();
         statuses.sort();
-        assert_eq!(statuses, ["busy", "busy", "completed", "completed", "not_answered"]);
+        assert_eq!(
+            statuses,
+            ["busy", "busy", "completed", "completed", "errored", "not_answered"]
+        );
         let r = app
             .get(&format!("/api/callout_participations/{ann_part}/phone_calls"), tok)
             .await;
@@ -355,7 +365,7 @@ both_backends_with_engine!(
         assert_eq!(c["remote_queue_response"]["status"], "queued");
         let r = app.get("/api/phone_calls?q[msisdn]=%2B15005550003", tok).await;
         assert_eq!(r.header("total"), Some("2"), "{}", r.body);
-        assert_eq!(app.get("/api/phone_calls", tok).await.header("total"), Some("5"));
+        assert_eq!(app.get("/api/phone_calls", tok).await.header("total"), Some("6"));
 
         // The provider's requests about Ann's call, as remote phone call events.
         let r = app
@@ -490,11 +500,27 @@ both_backends_with_engine!(
         .await;
         assert_status(&r, StatusCode::CREATED, "play callout");
         let play = r.body["id"].as_i64().unwrap();
+        // A participation's own call flow wins over its callout's.
+        let r = app
+            .post(
+                &format!("/api/callouts/{play}/callout_participations"),
+                tok,
+                json!({"contact_id": bob, "call_flow_logic": "CallFlowLogic::HelloWorld"}),
+            )
+            .await;
+        assert_status(&r, StatusCode::CREATED, "participation with its own flow");
         start(&app, tok, play).await;
         let s = completed(&app, tok, play).await;
-        assert_eq!(s["answered"], 1, "{s}");
-        let calls = fake_calls(&app, &base_url, 6).await;
-        let twiml = calls.as_array().unwrap()[5]["twiml"].as_str().unwrap().to_string();
+        assert_eq!(s["answered"], 2, "{s}");
+        let calls = fake_calls(&app, &base_url, 7).await;
+        let twiml_to = |to: &str| -> String {
+            calls.as_array().unwrap()[5..7].iter().find(|c| c["to"] == to).unwrap()["twiml"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert!(twiml_to("+254712000042").contains("<Say>Hello World!</Say>"));
+        let twiml = twiml_to("+254712000001");
         assert!(
             twiml.contains("<Play>https://example.com/a.mp3?x=1&amp;y=2</Play>"),
             "{twiml}"
@@ -532,8 +558,8 @@ both_backends_with_engine!(
         let recorded = r.body["id"].as_i64().unwrap();
         start(&app, tok, recorded).await;
         completed(&app, tok, recorded).await;
-        let calls = fake_calls(&app, &base_url, 7).await;
-        let twiml = calls.as_array().unwrap()[6]["twiml"].as_str().unwrap().to_string();
+        let calls = fake_calls(&app, &base_url, 8).await;
+        let twiml = calls.as_array().unwrap()[7]["twiml"].as_str().unwrap().to_string();
         let play = twiml
             .split("<Play>")
             .nth(1)
