@@ -7,13 +7,23 @@ status callbacks ("sent", then "delivered") to the message's StatusCallback, sig
 the official helper (twilio.request_validator.RequestValidator), so the signature tests
 check sauti against Twilio's own code rather than against itself.
 
+It also answers POST /2010-04-01/Accounts/{sid}/Calls.json and then plays the callee:
+after the call's status callbacks "initiated" and "ringing" it "answers" — fetches the
+TwiML from the call's Url (a signed POST, as Twilio does), posts the status callback
+"in-progress", and when the TwiML has a <Gather>, posts Digits (the last numDigits digits
+of the number called) to its action URL, signed — then posts "completed" with
+CallDuration 7. Every callback and TwiML request is signed with RequestValidator.
+
 Special "To" numbers (after Twilio's magic test numbers):
   +15005550001  400 {"code": 21211, ...} (invalid number)
   +15005550429  429 with Retry-After: 1
   +15005550500  500
-  +15005550002  accepted; callbacks "sent", then "undelivered" with ErrorCode 30003
+  +15005550002  SMS accepted; callbacks "sent", then "undelivered" with ErrorCode 30003
+  +15005550003  call accepted; "ringing", then "busy"
+  +15005550004  call accepted; "ringing", then "no-answer"
 
-GET /_requests returns every API request received (method, path, form), for assertions.
+GET /_requests returns every API request received (method, path, form), for assertions;
+GET /_calls what each call did (sid, to, the TwiML it got, the answers to its requests).
 
 Usage: fake_twilio.py [--port N] [--account-sid AC…] [--auth-token T]
 (or FAKE_TWILIO_PORT, FAKE_TWILIO_ACCOUNT_SID, FAKE_TWILIO_AUTH_TOKEN). Port 0 picks a free
@@ -30,8 +40,10 @@ import sys
 import threading
 import time
 import urllib.parse
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from xml.etree import ElementTree
 
 from twilio.request_validator import RequestValidator
 
@@ -46,6 +58,15 @@ class State:
         self.validator = RequestValidator(auth_token)
         self.lock = threading.Lock()
         self.requests = []
+        self.calls = []
+
+    def record_call(self, entry):
+        with self.lock:
+            self.calls.append(entry)
+
+    def calls_snapshot(self):
+        with self.lock:
+            return [dict(c) for c in self.calls]
 
     def record(self, entry):
         with self.lock:
@@ -61,7 +82,7 @@ def twilio_error(code, message, status):
 
 
 def post_callback(state, url, params):
-    """POST a form-encoded callback signed the way Twilio signs it."""
+    """POST a form-encoded callback signed the way Twilio signs it: (HTTP status, body)."""
     signature = state.validator.compute_signature(url, params)
     data = urllib.parse.urlencode(params).encode()
     req = urllib.request.Request(
@@ -72,9 +93,13 @@ def post_callback(state, url, params):
     )
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
-            resp.read()
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        print(f"callback to {url} answered {e.code}", file=sys.stderr, flush=True)
+        return e.code, e.read().decode()
     except Exception as e:  # the test reports what it did not receive
         print(f"callback to {url} failed: {e}", file=sys.stderr, flush=True)
+        return None, str(e)
 
 
 def message_callbacks(state, message, statuses):
@@ -156,9 +181,95 @@ def create_message(state, form, match):
     return 201, answer, {}
 
 
-# (method, path pattern, handler(state, form, match)). Calls.json goes here when needed.
+def call_params(state, call, status, **extra):
+    params = {
+        "AccountSid": state.account_sid,
+        "ApiVersion": "2010-04-01",
+        "CallSid": call["sid"],
+        "CallStatus": status,
+        "Direction": "outbound-api",
+        "From": call["from"],
+        "To": call["to"],
+    }
+    params.update({k: str(v) for k, v in extra.items()})
+    return params
+
+
+def play_call(state, call, form):
+    """What the callee does, with the callbacks Twilio would make about it."""
+    entry = {"sid": call["sid"], "to": call["to"], "events": []}
+    callback = form.get("StatusCallback")
+
+    def status(s, **extra):
+        time.sleep(CALLBACK_DELAY)
+        if callback:
+            code, _ = post_callback(state, callback, call_params(state, call, s, **extra))
+            entry["events"].append({"status": s, "answer": code})
+
+    status("initiated")
+    status("ringing")
+    if call["to"] == "+15005550003":
+        status("busy")
+    elif call["to"] == "+15005550004":
+        status("no-answer")
+    else:
+        code, twiml = post_callback(state, form["Url"], call_params(state, call, "in-progress"))
+        entry["twiml_status"], entry["twiml"] = code, twiml
+        status("in-progress")
+        gather = None
+        if code == 200:
+            try:
+                gather = ElementTree.fromstring(twiml).find("Gather")
+            except ElementTree.ParseError as e:
+                print(f"unreadable TwiML: {e}", file=sys.stderr, flush=True)
+        if gather is not None:
+            n = int(gather.get("numDigits", "1"))
+            digits = re.sub(r"\D", "", call["to"])[-n:]
+            code, answer = post_callback(
+                state, gather.get("action"), call_params(state, call, "in-progress", Digits=digits)
+            )
+            entry["gather_status"], entry["gather_answer"], entry["digits"] = code, answer, digits
+        status("completed", CallDuration=7)
+    state.record_call(entry)
+
+
+def create_call(state, form, match):
+    """POST Calls.json: (status, json, headers)."""
+    to = form.get("To", "")
+    sender = form.get("From")
+    if not to:
+        return 400, twilio_error(21201, "No 'To' number is specified", 400), {}
+    if not sender:
+        return 400, twilio_error(21213, "No 'From' number is specified", 400), {}
+    if not form.get("Url"):
+        return 400, twilio_error(21205, "Url parameter is required.", 400), {}
+    if to == "+15005550001":
+        return 400, twilio_error(21211, "The 'To' number is not a valid phone number.", 400), {}
+    if to == "+15005550429":
+        return 429, twilio_error(20429, "Too Many Requests", 429), {"Retry-After": "1"}
+    if to == "+15005550500":
+        return 500, twilio_error(20500, "Internal Server Error", 500), {}
+    sid = "CA" + secrets.token_hex(16)
+    call = {
+        "sid": sid,
+        "account_id": state.account_sid,
+        "to": to,
+        "from": sender,
+        "status": "queued",
+        "direction": "outbound-api",
+        "api_version": "2010-04-01",
+        "duration": None,
+        "price": None,
+        "uri": f"/2010-04-01/Accounts/{state.account_sid}/Calls/{sid}.json",
+    }
+    threading.Thread(target=play_call, args=(state, call, form), daemon=True).start()
+    return 201, call, {}
+
+
+# (method, path pattern, handler(state, form, match)).
 ROUTES = [
     ("POST", re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$"), create_message),
+    ("POST", re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Calls\.json$"), create_call),
 ]
 
 
@@ -194,6 +305,8 @@ class Handler(BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         if method == "GET" and path == "/_requests":
             return self.send_json(200, state.snapshot())
+        if method == "GET" and path == "/_calls":
+            return self.send_json(200, state.calls_snapshot())
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length).decode() if length else ""
         pairs = urllib.parse.parse_qsl(raw, keep_blank_values=True)

@@ -244,6 +244,9 @@ needs! {
     BatchOperationsWrite => BatchOperationsWrite;
     RecordingsRead => RecordingsRead;
     RecordingsWrite => RecordingsWrite;
+    PhoneCallsRead => PhoneCallsRead;
+    RemotePhoneCallEventsRead => RemotePhoneCallEventsRead;
+    RemotePhoneCallEventsWrite => RemotePhoneCallEventsWrite;
 }
 
 /// An authenticated caller who satisfies `N`. Its `account_id` is the tenant every query

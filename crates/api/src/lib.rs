@@ -58,13 +58,14 @@ pub struct ApiConfig {
     /// Where time-counting rules (OTP expiry, send and velocity limits, rate limits) read
     /// the time; tests substitute a clock they move by hand.
     pub clock: sauti_core::clock::SharedClock,
-    /// The server's own secret: one-time codes are derived from it and never stored.
-    /// Every node of one installation must share it (`SAUTI_SECRET_KEY`).
+    /// The server's own secret: one-time codes are derived from it and never stored, and
+    /// the URLs providers fetch a call's recording from are signed with it. Every node of one installation must share it (`SAUTI_SECRET_KEY`).
     pub secret_key: std::sync::Arc<sauti_core::secret::ServerKey>,
     /// Requests each access token may make (by client address for requests without a
     /// valid token), kept by each node for itself; past it the API answers 429 with
-    /// `Retry-After`. Operations endpoints, the API docs and provider callbacks are not
-    /// limited. `None` disables it (`SAUTI_RATE_LIMIT=off`). Default: 200/s, bursts of 400.
+    /// `Retry-After`. Operations endpoints, the API docs, provider callbacks and call TwiML
+    /// are not limited. `None` disables it (`SAUTI_RATE_LIMIT=off`). Default: 200/s,
+    /// bursts of 400.
     pub rate_limit: Option<RateLimit>,
 }
 

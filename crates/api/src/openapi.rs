@@ -9,7 +9,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::AppState;
 use crate::routes::{
     access_tokens, accounts, batch_operations, callout_participations, callouts, clients, contact_imports, contacts,
-    content, groups, ops, providers, recordings, session, signups, transmissions, users, verifications,
+    content, groups, ops, phone_calls, providers, recordings, session, signups, transmissions, users, verifications,
     webhook_endpoints,
 };
 
@@ -68,6 +68,8 @@ pub struct ListParams {
         batch_operations::destroy, batch_operations::create_event,
         recordings::index, recordings::create, recordings::show, recordings::update, recordings::destroy,
         recordings::show_media, recordings::put_media,
+        phone_calls::index, phone_calls::of_participation, phone_calls::of_callout, phone_calls::show,
+        phone_calls::events_index, phone_calls::events_show, phone_calls::events_update,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(crate::ErrorBody)),

@@ -230,13 +230,16 @@ impl Limiter {
 }
 
 /// Paths no budget applies to: probes and scrapes, the API's documentation, and
-/// providers' callbacks (their volume follows what sauti itself sent, and a refused
-/// delivery receipt would be lost).
+/// providers' callbacks and TwiML requests (their volume follows what sauti itself sent;
+/// a refused delivery receipt would be lost, a refused TwiML fetch fails a call that was
+/// answered, and a provider's calls all come from its few addresses, so they would share
+/// one anonymous budget).
 fn exempt(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics" | "/api/openapi.json")
         || path == "/api/docs"
         || path.starts_with("/api/docs/")
         || path.starts_with("/callbacks/")
+        || path.starts_with("/twiml/")
 }
 
 fn set_headers(headers: &mut HeaderMap, limit: RateLimit, d: &Decision) {

@@ -234,7 +234,7 @@ pub fn kind_channels(kind: &str) -> &'static [&'static str] {
     match kind {
         "sandbox" => &["sms", "email"],
         "smpp" | "kannel" => &["sms"],
-        "twilio" => &["sms"],
+        "twilio" => &["sms", "voice"],
         "smtp" => &["email"],
         _ => &[],
     }

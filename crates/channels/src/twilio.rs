@@ -1,9 +1,13 @@
 //! Twilio-compatible REST adapter: Twilio itself and Somleng, which speaks the same API.
 //!
-//! A send is one `POST …/Messages.json`; delivery receipts come back as signed status
+//! An SMS is one `POST …/Messages.json`; delivery receipts come back as signed status
 //! callbacks to sauti's API, which checks them with [`validate_signature`] and reads them
 //! with [`parse_status_callback`]. Inbound messages arrive on the same kind of webhook and
 //! are read with [`parse_inbound`].
+//!
+//! A voice message is one `POST …/Calls.json`: the provider calls the number, fetches what
+//! to do from sauti's TwiML URL for that attempt ([`twiml_url`]) and reports the call's
+//! progress to the provider's call-status callback, read with [`parse_call_status`].
 //!
 //! The plumbing the one-request-per-message adapters share (bounded concurrency,
 //! throughput, health, classifying transport errors and HTTP statuses, settings
@@ -21,7 +25,9 @@ use serde::Deserialize;
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
-use crate::{Channel, ConfigError, Context, EventSink, Failure, Health, Inbound, Outbound, Receipt, ReceiptStatus};
+use crate::{
+    Channel, ChannelKind, ConfigError, Context, EventSink, Failure, Health, Inbound, Outbound, Receipt, ReceiptStatus,
+};
 use crate::{SendOutcome, limit::Throughput};
 
 use http::{Field, FieldKind, SendCore};
@@ -82,7 +88,10 @@ pub struct TwilioChannel {
     provider_id: i64,
     settings: TwilioSettings,
     messages_url: String,
+    calls_url: String,
     callback_url: String,
+    call_callback_url: String,
+    public_url: String,
     client: reqwest::Client,
     core: SendCore,
 }
@@ -97,15 +106,18 @@ impl TwilioChannel {
     ) -> Arc<TwilioChannel> {
         let base = settings.base_url.trim_end_matches('/');
         let messages_url = format!("{base}/2010-04-01/Accounts/{}/Messages.json", settings.account_sid);
-        let callback_url = format!(
-            "{}/callbacks/twilio/{provider_id}",
-            ctx.public_url.trim_end_matches('/')
-        );
+        let calls_url = format!("{base}/2010-04-01/Accounts/{}/Calls.json", settings.account_sid);
+        let public_url = ctx.public_url.trim_end_matches('/').to_string();
+        let callback_url = format!("{public_url}/callbacks/twilio/{provider_id}");
+        let call_callback_url = call_status_callback_url(&public_url, provider_id);
         Arc::new(TwilioChannel {
             provider_id,
             settings,
             messages_url,
+            calls_url,
             callback_url,
+            call_callback_url,
+            public_url,
             client: http::client(),
             core: SendCore::new(Throughput::new(throughput_per_second), sink),
         })
@@ -118,6 +130,33 @@ impl TwilioChannel {
 
     pub fn provider_id(&self) -> i64 {
         self.provider_id
+    }
+
+    /// The form of `Calls.json`: the provider fetches what to say from sauti's TwiML URL of
+    /// this attempt and reports the call's progress to the call-status callback.
+    fn call_form(&self, msg: &Outbound) -> Result<Vec<(&'static str, String)>, Failure> {
+        // A call needs a number to call from; a messaging service is for messages only.
+        let Some(from) = msg.from.as_ref().or(self.settings.from.as_ref()) else {
+            return Err(Failure {
+                permanent: false,
+                provider_fault: true,
+                code: None,
+                message: "no caller id: the call has no from, the provider no from".to_string(),
+                raw_status: None,
+            });
+        };
+        let mut form = vec![
+            ("To", msg.to.clone()),
+            ("From", from.clone()),
+            ("Url", twiml_url(&self.public_url, msg.attempt_id)),
+            ("Method", "POST".to_string()),
+            ("StatusCallback", self.call_callback_url.clone()),
+            ("StatusCallbackMethod", "POST".to_string()),
+        ];
+        for event in ["initiated", "ringing", "answered", "completed"] {
+            form.push(("StatusCallbackEvent", event.to_string()));
+        }
+        Ok(form)
     }
 
     fn form(&self, msg: &Outbound) -> Result<Vec<(&'static str, String)>, Failure> {
@@ -200,17 +239,24 @@ fn error_details(body: &serde_json::Value, text: &str) -> (Option<String>, Strin
 #[async_trait::async_trait]
 impl Channel for TwilioChannel {
     async fn send(&self, msg: Outbound) {
-        let segments = sauti_core::sms::analyze(&msg.body).segments;
+        let voice = msg.channel == ChannelKind::Voice;
+        // A call is one unit of throughput, whatever its text.
+        let segments = if voice {
+            1
+        } else {
+            sauti_core::sms::analyze(&msg.body).segments
+        };
         let Some(slot) = self.core.slot(msg.attempt_id, segments).await else {
             return;
         };
-        let form = match self.form(&msg) {
+        let form = match if voice { self.call_form(&msg) } else { self.form(&msg) } {
             Ok(f) => f,
             Err(failure) => return slot.report(SendOutcome::Failed(failure)).await,
         };
+        let url = if voice { &self.calls_url } else { &self.messages_url };
         let request = self
             .client
-            .post(&self.messages_url)
+            .post(url)
             .basic_auth(&self.settings.account_sid, Some(&self.settings.auth_token))
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form);
@@ -231,7 +277,7 @@ impl Channel for TwilioChannel {
                             let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                             if status.is_success() {
                                 accepted(&body, segments).unwrap_or_else(|| SendOutcome::Ambiguous {
-                                    reason: format!("HTTP {status} without a message sid: {}", http::snippet(&text)),
+                                    reason: format!("HTTP {status} without a sid: {}", http::snippet(&text)),
                                 })
                             } else {
                                 let (code, message) = error_details(&body, &text);
@@ -362,6 +408,51 @@ pub fn parse_inbound(params: &[(String, String)]) -> Option<Inbound> {
             .map(|(_, v)| v.clone())
             .unwrap_or_default(),
         remote_id: param(params, &["MessageSid", "SmsSid"]).map(str::to_string),
+        raw: params_json(params),
+    })
+}
+
+/// sauti's TwiML URL for one call (one attempt): the provider fetches it when the call is
+/// answered. `public_url` without a trailing slash.
+pub fn twiml_url(public_url: &str, attempt_id: i64) -> String {
+    format!("{public_url}/twiml/calls/{attempt_id}")
+}
+
+/// Where a provider's call-status callbacks go.
+pub fn call_status_callback_url(public_url: &str, provider_id: i64) -> String {
+    format!("{public_url}/callbacks/twilio/{provider_id}/calls")
+}
+
+/// A call-status callback, read.
+#[derive(Debug, Clone)]
+pub struct CallReport {
+    /// `CallSid`: the attempt's remote id.
+    pub call_sid: String,
+    pub status: sauti_core::calls::CallStatus,
+    /// `CallStatus` as sent.
+    pub raw_status: String,
+    /// `CallDuration` (seconds), on the final callback.
+    pub duration_seconds: Option<i64>,
+    /// `Direction` (`outbound-api`, `inbound`).
+    pub direction: Option<String>,
+    pub error_code: Option<String>,
+    /// The callback's parameters.
+    pub raw: serde_json::Value,
+}
+
+/// A call-status callback (`CallSid`, `CallStatus`, `CallDuration`). `None` when it names
+/// no call or has a status Twilio does not use.
+pub fn parse_call_status(params: &[(String, String)]) -> Option<CallReport> {
+    let call_sid = param(params, &["CallSid"])?;
+    let raw_status = param(params, &["CallStatus"])?;
+    let status = sauti_core::calls::CallStatus::from_twilio(raw_status)?;
+    Some(CallReport {
+        call_sid: call_sid.to_string(),
+        status,
+        raw_status: raw_status.to_string(),
+        duration_seconds: param(params, &["CallDuration", "Duration"]).and_then(|d| d.trim().parse().ok()),
+        direction: param(params, &["Direction"]).map(str::to_string),
+        error_code: param(params, &["ErrorCode", "SipResponseCode"]).map(str::to_string),
         raw: params_json(params),
     })
 }

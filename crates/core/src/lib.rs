@@ -4,6 +4,7 @@
 //! store backends share one definition of each rule.
 #![forbid(unsafe_code)]
 
+pub mod calls;
 pub mod clock;
 pub mod email;
 pub mod filter;

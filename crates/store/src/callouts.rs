@@ -616,12 +616,19 @@ impl Store {
             q.push("SELECT COUNT(*) FROM (SELECT 1 FROM transmissions WHERE callout_id = ").int(id);
             q.push(" AND status IN ").push(ACTIVE).push(" LIMIT 1) AS a");
             let mut active: i64 = sqlx::query_scalar_with(q.sql(), args(p, &q)).persistent(false).fetch_one(&mut *tx).await?;
-            if active == 0 && c.retries("undelivered") {
-                // A sent message may still come back undelivered and be tried again; a
-                // receipt that has not come in an hour is not waited for.
+            // A placed call is not done until the provider says how it ended (answered,
+            // busy, not answered), which is the callout's outcome: it is waited for as long
+            // as Twilio lets a call last (4 hours). A sent message may still come back
+            // undelivered and be tried again: its receipt is waited for an hour.
+            let wait_for_sent = if c.channel == "voice" {
+                Some(Duration::hours(4))
+            } else {
+                c.retries("undelivered").then(|| Duration::hours(1))
+            };
+            if let (0, Some(wait)) = (active, wait_for_sent) {
                 let mut q = Q::new(d);
                 q.push("SELECT COUNT(*) FROM (SELECT 1 FROM transmissions WHERE callout_id = ").int(id);
-                q.push(" AND status = 'sent' AND sent_at > ").ts(now - Duration::hours(1)).push(" LIMIT 1) AS a");
+                q.push(" AND status = 'sent' AND sent_at > ").ts(now - wait).push(" LIMIT 1) AS a");
                 active = sqlx::query_scalar_with(q.sql(), args(p, &q)).persistent(false).fetch_one(&mut *tx).await?;
             }
             let mut q = Q::new(d);

@@ -365,7 +365,7 @@ fn match_attempt<'a>(r: &ReceiptIn, found: &'a [Attempt]) -> Option<&'a Attempt>
 
 /// The condition (over `transmissions`) under which a participation whose attempt ended
 /// in `outcome` is tried again: its callout retries that outcome and attempts remain.
-fn callout_retries(outcome: &'static str) -> String {
+pub(crate) fn callout_retries(outcome: &'static str) -> String {
     format!(
         "(transmissions.callout_id IS NOT NULL AND transmissions.attempts < transmissions.max_attempts \
          AND EXISTS (SELECT 1 FROM callouts WHERE callouts.id = transmissions.callout_id \

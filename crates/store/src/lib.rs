@@ -8,6 +8,7 @@
 
 mod accounts;
 pub mod callouts;
+pub mod calls;
 mod clients;
 pub mod contacts;
 mod content;
@@ -39,6 +40,7 @@ pub use callouts::{
     BatchOperation, Callout, CalloutContent, CalloutEvent, CalloutStatistics, CalloutTransition, PaceLimits, Paced,
     ParticipationChange, Progress,
 };
+pub use calls::{CallEvent, CallStatusIn, PhoneCall};
 pub use clients::Client;
 pub use contacts::{Contact, ContactFields, ContactScope};
 pub use content::{Template, Text};

@@ -198,6 +198,9 @@ pub struct Attempt {
     pub queued_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// Voice: how long the answered call lasted, as the provider reported it.
+    pub duration_seconds: Option<i64>,
+    pub metadata: Json<JsonMap>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -220,6 +223,7 @@ impl Attempt {
             "queued_at": ts(&self.queued_at),
             "started_at": ts_opt(&self.started_at),
             "ended_at": ts_opt(&self.ended_at),
+            "duration_seconds": self.duration_seconds,
             "created_at": ts(&self.created_at),
             "updated_at": ts(&self.updated_at),
         })

@@ -2,13 +2,15 @@
 //! delivery reports and MO messages. Each is stored raw as a provider event before it is
 //! applied; one about an attempt sauti does not know is kept and answered 200 (the
 //! provider must not retry it forever). Twilio callbacks must carry a valid
-//! `X-Twilio-Signature` (403 otherwise).
+//! `X-Twilio-Signature` (403 otherwise). Call-status callbacks of voice calls are here too;
+//! the TwiML a call runs is served by `routes::twiml`.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use sauti_store::Provider;
+use sauti_store::calls::call_event_kind;
+use sauti_store::{CallStatusIn, Provider};
 use serde_json::Value;
 
 use crate::AppState;
@@ -16,7 +18,12 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::Id;
 
 /// Parameters from the query string and, for a form POST, the body.
-fn params(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> ApiResult<Vec<(String, String)>> {
+pub(crate) fn params(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Vec<(String, String)>> {
     let mut out: Vec<(String, String)> = serde_urlencoded::from_str(uri.query().unwrap_or(""))
         .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))?;
     if method == Method::POST && !body.is_empty() {
@@ -36,7 +43,7 @@ fn params(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> ApiR
     Ok(out)
 }
 
-fn as_json(params: &[(String, String)]) -> Value {
+pub(crate) fn as_json(params: &[(String, String)]) -> Value {
     let mut m = serde_json::Map::new();
     for (k, v) in params {
         m.insert(k.clone(), Value::String(v.clone()));
@@ -44,7 +51,7 @@ fn as_json(params: &[(String, String)]) -> Value {
     Value::Object(m)
 }
 
-async fn provider(st: &AppState, id: i64, kind: &str) -> ApiResult<Provider> {
+pub(crate) async fn provider(st: &AppState, id: i64, kind: &str) -> ApiResult<Provider> {
     match st.store.find_provider(id).await? {
         Some(p) if p.kind == kind => Ok(p),
         _ => Err(ApiError::NotFound),
@@ -61,7 +68,7 @@ fn signed_url(st: &AppState, uri: &Uri) -> String {
 }
 
 /// Check the signature and store the raw callback; `Err(403)` for a bad signature.
-async fn twilio_verified(
+pub(crate) async fn twilio_verified(
     st: &AppState,
     p: &Provider,
     uri: &Uri,
@@ -141,7 +148,7 @@ async fn inbound_or_keep(
     Ok(())
 }
 
-fn form_only(headers: &HeaderMap, body: &Bytes) -> ApiResult<Vec<(String, String)>> {
+pub(crate) fn form_only(headers: &HeaderMap, body: &Bytes) -> ApiResult<Vec<(String, String)>> {
     params(&Method::POST, &Uri::from_static("/"), headers, body)
 }
 
@@ -158,6 +165,47 @@ pub async fn twilio_status(
     twilio_verified(&st, &p, &uri, &headers, &form, "twilio.status").await?;
     let receipt = sauti_channels::twilio::parse_status_callback(&form);
     receipt_or_keep(&st, &p, "twilio", receipt, &form).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Twilio-compatible call-status callback (`StatusCallback` of Calls.json): the call's
+/// progress, and at its end its outcome, which settles the attempt and its transmission.
+pub async fn twilio_call_status(
+    State(st): State<AppState>,
+    Id(id): Id,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let p = provider(&st, id, "twilio").await?;
+    let form = form_only(&headers, &body)?;
+    twilio_verified(&st, &p, &uri, &headers, &form, call_event_kind::STATUS).await?;
+    match sauti_channels::twilio::parse_call_status(&form) {
+        Some(r) => {
+            let event = CallStatusIn {
+                account_id: p.account_id,
+                provider_id: p.id,
+                remote_id: r.call_sid,
+                status: r.status,
+                raw_status: r.raw_status,
+                duration_seconds: r.duration_seconds,
+                error_code: r.error_code,
+                raw: r.raw,
+            };
+            st.store.apply_call_status(&event).await?;
+        }
+        None => {
+            st.store
+                .record_provider_event(
+                    Some(p.account_id),
+                    Some(p.id),
+                    call_event_kind::STATUS,
+                    "unreadable",
+                    &as_json(&form),
+                )
+                .await?;
+        }
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -74,10 +74,15 @@ pub struct CalloutInput {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub call_flow_logic: Option<Option<String>>,
-    /// Voice: the audio `PlayMessage` plays.
+    /// Voice: the audio `PlayMessage` plays (an http(s) URL the provider fetches)…
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub audio_url: Option<Option<String>>,
+    /// …or an uploaded recording (`/api/recordings`) of the account, served to the
+    /// provider by sauti; it wins over `audio_url`.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub recording_id: Option<Option<i64>>,
     /// SMS text, the plain body of an email, or what `Say` speaks. `{{first_name}}`,
     /// `{{metadata.key}}`, … are filled per contact.
     #[serde(default, deserialize_with = "double_option")]
@@ -135,7 +140,10 @@ pub struct CalloutInput {
     /// A daily window outside which nothing is sent.
     #[serde(default, deserialize_with = "double_option")]
     pub window: Option<Option<WindowInput>>,
-    /// Settings for the call flow (SCFM).
+    /// Settings for the call flow (SCFM). sauti reads `voice` and `language` (of `<Say>`),
+    /// and for `Gather`: `num_digits` (1–20, default 1), `finish_on_key` (one of `0-9*#`,
+    /// or empty; default `#`), `timeout` (seconds, 1–60, default 5), `no_input_message`,
+    /// `thank_you_message`.
     #[schema(value_type = Option<Object>)]
     pub settings: Option<Value>,
     #[serde(flatten)]
@@ -172,6 +180,7 @@ async fn apply(
     }
     super::set(&mut c.call_flow_logic, &input.call_flow_logic);
     super::set(&mut c.audio_url, &input.audio_url);
+    super::set(&mut c.recording_id, &input.recording_id);
     super::set(&mut c.body, &input.body);
     super::set(&mut c.subject, &input.subject);
     super::set(&mut c.html, &input.html);
@@ -293,6 +302,11 @@ async fn apply(
     {
         errors.add("audio_url", "must be an http(s) URL");
     }
+    if let Some(id) = c.recording_id
+        && st.store.get_recording(account_id, id).await?.is_none()
+    {
+        errors.add("recording_id", "does not exist");
+    }
     if c.text_id.is_some() && c.body.is_some() {
         errors.add("body", "give either body or text_id, not both");
     }
@@ -328,6 +342,7 @@ async fn apply(
         "sms" if c.body.as_deref().is_some_and(|b| b.chars().count() > 1600) => {
             errors.add("body", "is too long (at most 1600 characters)")
         }
+        "voice" => check_voice(c, has_text, &mut errors),
         "email" if c.template_id.is_none() => {
             if c.subject.as_deref().is_none_or(|s| s.trim().is_empty()) {
                 errors.add("subject", "can't be blank (give subject or template_id)");
@@ -340,6 +355,46 @@ async fn apply(
     }
     errors.into_result()?;
     Ok(metadata)
+}
+
+/// What a voice callout's call flow needs: audio to play, text to say, sane `Gather`
+/// settings (the provider would reject the TwiML, or wait forever, otherwise).
+fn check_voice(c: &Callout, has_text: bool, errors: &mut ValidationErrors) {
+    match c.call_flow_logic.as_deref() {
+        Some("CallFlowLogic::PlayMessage") if c.audio_url.is_none() && c.recording_id.is_none() => errors.add(
+            "audio_url",
+            "can't be blank for PlayMessage (give audio_url or recording_id)",
+        ),
+        Some("CallFlowLogic::Say" | "CallFlowLogic::Gather") if !has_text => {
+            errors.add("body", "can't be blank for Say and Gather (give body or text_id)")
+        }
+        _ => {}
+    }
+    if c.call_flow_logic.as_deref() != Some("CallFlowLogic::Gather") {
+        return;
+    }
+    let s = &c.settings.0;
+    for (key, range) in [("num_digits", 1..=20), ("timeout", 1..=60)] {
+        if let Some(v) = s.get(key)
+            && v.as_i64().is_none_or(|n| !range.contains(&n))
+        {
+            errors.add(
+                "settings",
+                format!("{key} must be a whole number from {} to {}", range.start(), range.end()),
+            );
+        }
+    }
+    if let Some(v) = s.get("finish_on_key")
+        && v.as_str()
+            .is_none_or(|k| k.chars().count() > 1 || !k.chars().all(|ch| "0123456789*#".contains(ch)))
+    {
+        errors.add("settings", "finish_on_key must be one of 0-9, * or #, or empty");
+    }
+    for key in ["no_input_message", "thank_you_message", "voice", "language"] {
+        if s.get(key).is_some_and(|v| !v.is_string()) {
+            errors.add("settings", format!("{key} must be a string"));
+        }
+    }
 }
 
 /// Validate a `contact_filter_params` object as `GET /api/contacts` would its `q`, and
@@ -477,7 +532,6 @@ pub async fn destroy(auth: Authed<CalloutsWrite>, State(st): State<AppState>, Id
     (status = 201, body = Object, headers(("Location" = String))),
     (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody),
     (status = 404, body = crate::ErrorBody), (status = 415, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody),
-    (status = 501, body = crate::ErrorBody),
 ))]
 pub async fn create_event(
     auth: Authed<CalloutsWrite>,
@@ -487,12 +541,7 @@ pub async fn create_event(
 ) -> ApiResult<Response> {
     let event = CalloutEvent::parse(&input.event)
         .ok_or_else(|| ApiError::validation("event", "must be one of: start, pause, resume, stop"))?;
-    let c = find(&st, auth.account_id, id).await?;
-    if c.channel == "voice" && matches!(event, CalloutEvent::Start | CalloutEvent::Resume) {
-        return Err(ApiError::NotImplemented(
-            "voice callouts cannot run yet: sauti does not place calls (SMS and email callouts run)",
-        ));
-    }
+    find(&st, auth.account_id, id).await?;
     match st
         .store
         .callout_event(auth.account_id, id, event, st.config.clock.now())

@@ -12,11 +12,13 @@ pub mod contacts;
 pub mod content;
 pub mod groups;
 pub mod ops;
+pub mod phone_calls;
 pub mod providers;
 pub mod recordings;
 pub mod session;
 pub mod signups;
 pub mod transmissions;
+pub mod twiml;
 pub mod users;
 pub mod verifications;
 pub mod webhook_endpoints;
@@ -186,6 +188,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/webhook_deliveries/{id}/replay", post(webhook_endpoints::replay))
         .route("/callbacks/twilio/{id}", post(callbacks::twilio_status))
         .route("/callbacks/twilio/{id}/inbound", post(callbacks::twilio_inbound))
+        .route("/callbacks/twilio/{id}/calls", post(callbacks::twilio_call_status))
+        .route("/twiml/calls/{id}", get(twiml::call).post(twiml::call))
+        .route("/twiml/calls/{id}/gather", post(twiml::gather))
+        .route("/twiml/calls/{id}/audio", get(twiml::audio))
         .route(
             "/callbacks/kannel/{id}/dlr",
             get(callbacks::kannel_dlr).post(callbacks::kannel_dlr),
@@ -230,6 +236,18 @@ pub fn router(state: AppState) -> Router {
             get(callout_participations::of_callout).post(callout_participations::create),
         )
         .route("/api/callout_participations", get(callout_participations::index))
+        .route(
+            "/api/callout_participations/{id}/phone_calls",
+            get(phone_calls::of_participation),
+        )
+        .route("/api/callouts/{id}/phone_calls", get(phone_calls::of_callout))
+        .route("/api/phone_calls", get(phone_calls::index))
+        .route("/api/phone_calls/{id}", get(phone_calls::show))
+        .route("/api/remote_phone_call_events", get(phone_calls::events_index))
+        .route(
+            "/api/remote_phone_call_events/{id}",
+            get(phone_calls::events_show).patch(phone_calls::events_update),
+        )
         .route(
             "/api/callout_participations/{id}",
             get(callout_participations::show)

@@ -1,0 +1,656 @@
+//! Voice callouts end to end through a Twilio-compatible provider: the engine places
+//! calls with Calls.json at `peers/fake_twilio.py`, which plays the callee — it fetches
+//! each call's TwiML from sauti, presses keys in a `<Gather>`, and reports the call's
+//! progress — signing every request with the official `twilio` package's
+//! `RequestValidator`. sauti checks the signatures, stores the digits as results, and
+//! shows the calls and the provider's requests as SCFM phone calls and remote phone call
+//! events.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const TOKEN: &str = "v01ce-t0ken";
+const BUSY: &str = "+15005550003";
+const NO_ANSWER: &str = "+15005550004";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Start the fake provider; its address once it listens.
+async fn fake_twilio() -> (tokio::process::Child, String) {
+    let python = repo().join(".peers/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-test-peers",
+        python.display()
+    );
+    let mut child = tokio::process::Command::new(python)
+        .arg(repo().join("peers/fake_twilio.py"))
+        .args(["--port", "0", "--account-sid", "AC0123", "--auth-token", TOKEN])
+        // Long enough for the engine to have written the call's SID before the first
+        // callback names it, as with the real provider, whose callee takes seconds.
+        .env("FAKE_TWILIO_CALLBACK_DELAY", "0.3")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start fake_twilio.py");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(a) = line.split("listening on ").nth(1) {
+                return a.trim().to_string();
+            }
+        }
+        panic!("fake_twilio.py exited before listening");
+    })
+    .await
+    .expect("fake_twilio.py listens");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, format!("http://{addr}"))
+}
+
+async fn contact(app: &App, token: &str, msisdn: &str, first_name: &str) -> i64 {
+    let r = app
+        .post(
+            "/api/contacts",
+            token,
+            json!({"msisdn": msisdn, "first_name": first_name}),
+        )
+        .await;
+    assert_status(&r, StatusCode::CREATED, "contact");
+    r.body["id"].as_i64().unwrap()
+}
+
+async fn group_of(app: &App, token: &str, ids: &[i64]) -> i64 {
+    let r = app
+        .post("/api/groups", token, json!({"name": format!("callees {ids:?}")}))
+        .await;
+    assert_status(&r, StatusCode::CREATED, "group");
+    let g = r.body["id"].as_i64().unwrap();
+    let r = app
+        .post(&format!("/api/groups/{g}/contacts"), token, json!({"contact_ids": ids}))
+        .await;
+    assert_status(&r, StatusCode::OK, "fill the group");
+    g
+}
+
+async fn start(app: &App, token: &str, callout: i64) {
+    let r = app
+        .post(
+            &format!("/api/callouts/{callout}/callout_events"),
+            token,
+            json!({"event": "start"}),
+        )
+        .await;
+    assert_status(&r, StatusCode::CREATED, "start");
+}
+
+async fn completed(app: &App, token: &str, callout: i64) -> Value {
+    eventually(60, "callout completed", || async {
+        let s = app
+            .get(&format!("/api/callouts/{callout}/statistics"), token)
+            .await
+            .body;
+        (s["status"] == "completed").then_some(s)
+    })
+    .await
+}
+
+/// What the fake's callees did, once `n` calls have ended (it writes a call down after
+/// its last callback).
+async fn fake_calls(app: &App, base_url: &str, n: usize) -> Value {
+    eventually(20, "the fake's calls", || async {
+        let calls: Value = app
+            .client
+            .get(format!("{base_url}/_calls"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (calls.as_array().unwrap().len() >= n).then_some(calls)
+    })
+    .await
+}
+
+/// A PCM WAV (8 kHz, 16-bit mono) of `samples` samples.
+fn wav(samples: usize) -> Vec<u8> {
+    let data = samples * 2;
+    let mut v = Vec::with_capacity(44 + data);
+    v.extend(b"RIFF");
+    v.extend(((36 + data) as u32).to_le_bytes());
+    v.extend(b"WAVEfmt ");
+    v.extend(16u32.to_le_bytes());
+    v.extend(1u16.to_le_bytes());
+    v.extend(1u16.to_le_bytes());
+    v.extend(8000u32.to_le_bytes());
+    v.extend(16000u32.to_le_bytes());
+    v.extend(2u16.to_le_bytes());
+    v.extend(16u16.to_le_bytes());
+    v.extend(b"data");
+    v.extend((data as u32).to_le_bytes());
+    for i in 0..samples {
+        v.extend((i as i16).wrapping_mul(97).to_le_bytes());
+    }
+    v
+}
+
+/// Post a form to sauti as a provider would, with `signature` as X-Twilio-Signature.
+async fn provider_post(app: &App, path: &str, form: &[(&str, &str)], signature: &str) -> StatusCode {
+    app.client
+        .post(app.url(path))
+        .header("X-Twilio-Signature", signature)
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+both_backends_with_engine!(
+    voice_callouts_call_through_a_twilio_compatible_provider,
+    |app| async move {
+        let (_peer, base_url) = fake_twilio().await;
+        let t = app.tenant("Acme").await;
+        let tok = &t.token;
+        let r = app
+            .post(
+                "/api/providers",
+                tok,
+                json!({"name": "somleng", "kind": "twilio", "channels": ["voice"], "settings": {
+                "account_sid": "AC0123", "auth_token": TOKEN, "base_url": base_url, "from": "+15005550006"}}),
+            )
+            .await;
+        assert_status(&r, StatusCode::CREATED, "twilio voice provider");
+        let provider_id = r.body["id"].as_i64().unwrap();
+
+        // What a voice call flow needs is checked when the callout is written.
+        let r = app
+            .post(
+                "/api/callouts",
+                tok,
+                json!({"call_flow_logic": "CallFlowLogic::PlayMessage"}),
+            )
+            .await;
+        assert_invalid(&r, "audio_url", "PlayMessage without audio");
+        let r = app
+            .post("/api/callouts", tok, json!({"call_flow_logic": "CallFlowLogic::Say"}))
+            .await;
+        assert_invalid(&r, "body", "Say without text");
+        let r = app
+            .post(
+                "/api/callouts",
+                tok,
+                json!({"call_flow_logic": "CallFlowLogic::PlayMessage", "recording_id": 999_999}),
+            )
+            .await;
+        assert_invalid(&r, "recording_id", "someone else's or no recording");
+        let r = app
+            .post(
+                "/api/callouts",
+                tok,
+                json!({"call_flow_logic": "CallFlowLogic::Gather", "body": "x", "settings": {"num_digits": 0}}),
+            )
+            .await;
+        assert_invalid(&r, "settings", "Gather of no digits");
+
+        let ann = contact(&app, tok, "+254712000001", "Ann").await;
+        let bob = contact(&app, tok, "+254712000042", "Bob").await;
+        let busy = contact(&app, tok, BUSY, "Busy").await;
+        let quiet = contact(&app, tok, NO_ANSWER, "Quiet").await;
+        // Refused by the provider (21211): never placed, so SCFM's `errored`.
+        let refused = contact(&app, tok, "+15005550001", "Refused").await;
+        let g = group_of(&app, tok, &[ann, bob, busy, quiet, refused]).await;
+        // A busy line is tried again (`retry_on` has busy), an unanswered one is not.
+        let r = app
+            .post(
+                "/api/callouts",
+                tok,
+                json!({"call_flow_logic": "CallFlowLogic::Gather", "body": "Hi {{first_name}}, press two keys <now>",
+                   "settings": {"num_digits": 2, "language": "en-GB"}, "group_id": g,
+                   "max_attempts": 2, "retry_delay": 0, "retry_on": ["busy"]}),
+            )
+            .await;
+        assert_status(&r, StatusCode::CREATED, "gather callout");
+        let callout = r.body["id"].as_i64().unwrap();
+        start(&app, tok, callout).await;
+        let s = completed(&app, tok, callout).await;
+        assert_eq!(s["answered"], 2, "{s}");
+        assert_eq!(s["attempts"], 6, "Ann, Bob, Busy twice, Quiet and Refused once: {s}");
+        assert_eq!(s["by_status"]["failed"], 1, "{s}");
+        assert_eq!(s["by_status"]["delivered"], 2, "{s}");
+        assert_eq!(s["by_status"]["undelivered"], 2, "{s}");
+
+        // Participations: answered, and the keys pressed as results.
+        let parts = app
+            .get(&format!("/api/callouts/{callout}/callout_participations"), tok)
+            .await
+            .body;
+        let part = |contact: i64| -> Value {
+            parts
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["contact_id"] == contact)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(part(ann)["answered"], true);
+        assert_eq!(part(busy)["answered"], false);
+        assert_eq!(part(busy)["phone_calls_count"], 2);
+        assert_eq!(part(quiet)["phone_calls_count"], 1);
+        assert_eq!(part(quiet)["error_code"], "not_answered");
+        assert_eq!(
+            (&part(refused)["status"], &part(refused)["error_code"]),
+            (&json!("failed"), &json!("21211"))
+        );
+        let ann_part = part(ann)["id"].as_i64().unwrap();
+        let results = app
+            .get(&format!("/api/transmissions/{ann_part}/results"), tok)
+            .await
+            .body;
+        let dtmf: Vec<&Value> = results
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["type"] == "dtmf")
+            .collect();
+        assert_eq!(dtmf.len(), 1, "{results}");
+        assert_eq!((&dtmf[0]["name"], &dtmf[0]["data"]), (&json!("digits"), &json!("01")));
+        let bob_part = part(bob)["id"].as_i64().unwrap();
+        let results = app
+            .get(&format!("/api/transmissions/{bob_part}/results"), tok)
+            .await
+            .body;
+        assert!(
+            results
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["type"] == "dtmf" && r["data"] == "42"),
+            "{results}"
+        );
+
+        // What the callee heard: the personalised prompt, escaped, in the callout's language.
+        let calls = fake_calls(&app, &base_url, 5).await;
+        let ann_call = calls
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["to"] == "+254712000001")
+            .unwrap();
+        assert_eq!(ann_call["twiml_status"], 200, "{ann_call}");
+        let twiml = ann_call["twiml"].as_str().unwrap();
+        assert!(twiml.contains("<Gather numDigits=\"2\""), "{twiml}");
+        assert!(
+            twiml.contains("<Say language=\"en-GB\">Hi Ann, press two keys &lt;now&gt;</Say>"),
+            "{twiml}"
+        );
+        assert!(
+            ann_call["gather_answer"].as_str().unwrap().contains("<Hangup/>"),
+            "{ann_call}"
+        );
+        let requests: Value = app
+            .client
+            .get(format!("{base_url}/_requests"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let placed = requests
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["path"].as_str().unwrap().ends_with("/Calls.json"))
+            .unwrap();
+        let events: Vec<&str> = placed["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p[0] == "StatusCallbackEvent")
+            .map(|p| p[1].as_str().unwrap())
+            .collect();
+        assert_eq!(events, ["initiated", "ringing", "answered", "completed"]);
+        assert_eq!(
+            placed["form"]["StatusCallback"],
+            format!("{}/callbacks/twilio/{provider_id}/calls", app.base)
+        );
+
+        // Phone calls, as SCFM shows them.
+        let r = app.get(&format!("/api/callouts/{callout}/phone_calls"), tok).await;
+        assert_status(&r, StatusCode::OK, "phone calls of the callout");
+        assert_eq!(r.header("total"), Some("6"));
+        assert_eq!(r.header("per-page"), Some("25"));
+        let mut statuses: Vec<&str> = r
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["status"].as_str().unwrap())
+            .collect();
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            ["busy", "busy", "completed", "completed", "errored", "not_answered"]
+        );
+        let r = app
+            .get(&format!("/api/callout_participations/{ann_part}/phone_calls"), tok)
+            .await;
+        assert_eq!(r.header("total"), Some("1"));
+        let call_id = r.body[0]["id"].as_i64().unwrap();
+        let call = app.get(&format!("/api/phone_calls/{call_id}"), tok).await;
+        assert_status(&call, StatusCode::OK, "phone call");
+        let c = &call.body;
+        assert_eq!(c["status"], "completed");
+        assert_eq!(c["callout_participation_id"], ann_part);
+        assert_eq!(c["callout_id"], callout);
+        assert_eq!(c["contact_id"], ann);
+        assert_eq!(c["msisdn"], "+254712000001");
+        assert_eq!(c["call_flow_logic"], "CallFlowLogic::Gather");
+        assert_eq!(c["duration"], 7);
+        assert_eq!(c["remote_status"], "completed");
+        assert!(c["remote_call_id"].as_str().unwrap().starts_with("CA"), "{c}");
+        assert_eq!(c["remote_queue_response"]["status"], "queued");
+        let r = app.get("/api/phone_calls?q[msisdn]=%2B15005550003", tok).await;
+        assert_eq!(r.header("total"), Some("2"), "{}", r.body);
+        assert_eq!(app.get("/api/phone_calls", tok).await.header("total"), Some("6"));
+
+        // The provider's requests about Ann's call, as remote phone call events.
+        let r = app
+            .get(
+                &format!("/api/remote_phone_call_events?q[phone_call_id]={call_id}"),
+                tok,
+            )
+            .await;
+        assert_status(&r, StatusCode::OK, "events of a call");
+        let events = r.body.as_array().unwrap().clone();
+        let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert!(kinds.contains(&"twiml") && kinds.contains(&"gather"), "{kinds:?}");
+        let done = events
+            .iter()
+            .find(|e| e["details"]["CallStatus"] == "completed")
+            .unwrap();
+        assert_eq!(done["phone_call_id"], call_id);
+        assert_eq!(done["remote_direction"], "outbound-api");
+        assert_eq!(done["call_flow_logic"], "CallFlowLogic::Gather");
+        assert_eq!(done["call_duration"], 7);
+        let event_id = done["id"].as_i64().unwrap();
+        let r = app
+            .patch(
+                &format!("/api/remote_phone_call_events/{event_id}"),
+                tok,
+                json!({"metadata": {"foo": "bar"}}),
+            )
+            .await;
+        assert_status(&r, StatusCode::NO_CONTENT, "patch event");
+        let r = app
+            .patch(
+                &format!("/api/remote_phone_call_events/{event_id}"),
+                tok,
+                json!({"metadata": {"baz": 1}, "metadata_merge_mode": "merge"}),
+            )
+            .await;
+        assert_status(&r, StatusCode::NO_CONTENT, "merge into event");
+        let e = app
+            .get(&format!("/api/remote_phone_call_events/{event_id}"), tok)
+            .await
+            .body;
+        assert_eq!(e["metadata"], json!({"foo": "bar", "baz": 1}));
+        assert_eq!(
+            e["details"]["CallStatus"], "completed",
+            "the provider's words stay as they were"
+        );
+        let r = app.get("/api/remote_phone_call_events?q[metadata][foo]=bar", tok).await;
+        assert_eq!(r.header("total"), Some("1"));
+        let r = app
+            .patch(
+                &format!("/api/remote_phone_call_events/{event_id}"),
+                tok,
+                json!({"metadata": 5}),
+            )
+            .await;
+        assert_invalid(&r, "metadata", "metadata not an object");
+        let all_events = app
+            .get("/api/remote_phone_call_events", tok)
+            .await
+            .header("total")
+            .unwrap()
+            .to_string();
+
+        // Forged requests are refused and change nothing.
+        let sid = c["remote_call_id"].as_str().unwrap();
+        let forged = [("CallSid", sid), ("CallStatus", "busy"), ("AccountSid", "AC0123")];
+        let path = format!("/callbacks/twilio/{provider_id}/calls");
+        assert_eq!(
+            provider_post(&app, &path, &forged, "bm90IGEgc2lnbmF0dXJl").await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(provider_post(&app, &path, &forged, "").await, StatusCode::FORBIDDEN);
+        let path = format!("/twiml/calls/{call_id}");
+        assert_eq!(
+            provider_post(&app, &path, &forged, "bm90IGEgc2lnbmF0dXJl").await,
+            StatusCode::FORBIDDEN
+        );
+        let digits = [("CallSid", sid), ("Digits", "99")];
+        let path = format!("/twiml/calls/{call_id}/gather");
+        assert_eq!(
+            provider_post(&app, &path, &digits, "bm90IGEgc2lnbmF0dXJl").await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            app.get(&format!("/api/phone_calls/{call_id}"), tok).await.body["status"],
+            "completed"
+        );
+        assert_eq!(
+            app.get("/api/remote_phone_call_events", tok).await.header("total"),
+            Some(all_events.as_str())
+        );
+        let results = app
+            .get(&format!("/api/transmissions/{ann_part}/results"), tok)
+            .await
+            .body;
+        assert_eq!(
+            results
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["type"] == "dtmf")
+                .count(),
+            1
+        );
+        // A correctly signed callback about an unknown call is kept, answered 204.
+        let unknown = vec![
+            ("CallSid".to_string(), "CA-unknown".to_string()),
+            ("CallStatus".to_string(), "completed".to_string()),
+        ];
+        let url = format!("{}/callbacks/twilio/{provider_id}/calls", app.base);
+        let sig = sauti_channels::twilio::signature(TOKEN, &url, &unknown);
+        let form: Vec<(&str, &str)> = unknown.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            provider_post(&app, &format!("/callbacks/twilio/{provider_id}/calls"), &form, &sig).await,
+            StatusCode::NO_CONTENT
+        );
+        // TwiML of a call that does not exist.
+        assert_eq!(
+            provider_post(&app, "/twiml/calls/999999", &forged, &sig).await,
+            StatusCode::NOT_FOUND
+        );
+
+        // A PlayMessage callout plays its audio.
+        let solo = group_of(&app, tok, &[ann]).await;
+        let r = app
+        .post(
+            "/api/callouts",
+            tok,
+            json!({"call_flow_logic": "CallFlowLogic::PlayMessage", "audio_url": "https://example.com/a.mp3?x=1&y=2",
+                   "group_id": solo}),
+        )
+        .await;
+        assert_status(&r, StatusCode::CREATED, "play callout");
+        let play = r.body["id"].as_i64().unwrap();
+        // A participation's own call flow wins over its callout's.
+        let r = app
+            .post(
+                &format!("/api/callouts/{play}/callout_participations"),
+                tok,
+                json!({"contact_id": bob, "call_flow_logic": "CallFlowLogic::HelloWorld"}),
+            )
+            .await;
+        assert_status(&r, StatusCode::CREATED, "participation with its own flow");
+        start(&app, tok, play).await;
+        let s = completed(&app, tok, play).await;
+        assert_eq!(s["answered"], 2, "{s}");
+        let calls = fake_calls(&app, &base_url, 7).await;
+        let twiml_to = |to: &str| -> String {
+            calls.as_array().unwrap()[5..7].iter().find(|c| c["to"] == to).unwrap()["twiml"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert!(twiml_to("+254712000042").contains("<Say>Hello World!</Say>"));
+        let twiml = twiml_to("+254712000001");
+        assert!(
+            twiml.contains("<Play>https://example.com/a.mp3?x=1&amp;y=2</Play>"),
+            "{twiml}"
+        );
+
+        // …or an uploaded recording, which sauti serves to the provider at an unguessable URL.
+        let audio = wav(800);
+        let upload = reqwest::multipart::Form::new().text("name", "greeting").part(
+            "file",
+            reqwest::multipart::Part::bytes(audio.clone())
+                .mime_str("audio/wav")
+                .unwrap()
+                .file_name("greeting.wav"),
+        );
+        let r = Resp::from(
+            app.client
+                .post(app.url("/api/recordings"))
+                .bearer_auth(tok)
+                .multipart(upload)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_status(&r, StatusCode::CREATED, "recording");
+        let recording = r.body["id"].as_i64().unwrap();
+        let r = app
+            .post(
+                "/api/callouts",
+                tok,
+                json!({"call_flow_logic": "CallFlowLogic::PlayMessage", "recording_id": recording, "group_id": solo}),
+            )
+            .await;
+        assert_status(&r, StatusCode::CREATED, "recording callout");
+        let recorded = r.body["id"].as_i64().unwrap();
+        start(&app, tok, recorded).await;
+        completed(&app, tok, recorded).await;
+        let calls = fake_calls(&app, &base_url, 8).await;
+        let twiml = calls.as_array().unwrap()[7]["twiml"].as_str().unwrap().to_string();
+        let play = twiml
+            .split("<Play>")
+            .nth(1)
+            .and_then(|t| t.split("</Play>").next())
+            .unwrap()
+            .to_string();
+        assert!(
+            play.starts_with(&format!("{}/twiml/calls/", app.base)) && play.contains("token="),
+            "{twiml}"
+        );
+        let got = app.client.get(&play).send().await.unwrap();
+        assert_eq!(got.status(), StatusCode::OK);
+        assert_eq!(got.headers()["content-type"], "audio/wav");
+        assert_eq!(got.bytes().await.unwrap().to_vec(), audio);
+        let forged = format!("{}x", play.trim_end_matches(|c: char| c != '='));
+        assert_eq!(
+            app.client.get(&forged).send().await.unwrap().status(),
+            StatusCode::NOT_FOUND
+        );
+
+        // Another tenant sees none of it, and cannot use the recording.
+        let other = app.tenant("Other").await;
+        assert_not_found(
+            &app.get(&format!("/api/phone_calls/{call_id}"), &other.token).await,
+            "other's call",
+        );
+        assert_eq!(
+            app.get("/api/phone_calls", &other.token).await.header("total"),
+            Some("0")
+        );
+        assert_not_found(
+            &app.get(&format!("/api/callouts/{callout}/phone_calls"), &other.token)
+                .await,
+            "other's callout",
+        );
+        assert_not_found(
+            &app.get(
+                &format!("/api/callout_participations/{ann_part}/phone_calls"),
+                &other.token,
+            )
+            .await,
+            "other's participation",
+        );
+        assert_not_found(
+            &app.get(&format!("/api/remote_phone_call_events/{event_id}"), &other.token)
+                .await,
+            "other's event",
+        );
+        assert_not_found(
+            &app.patch(
+                &format!("/api/remote_phone_call_events/{event_id}"),
+                &other.token,
+                json!({"metadata": {}}),
+            )
+            .await,
+            "patch other's event",
+        );
+        assert_eq!(
+            app.get("/api/remote_phone_call_events", &other.token)
+                .await
+                .header("total"),
+            Some("0")
+        );
+
+        // Permissions.
+        let callouts_only = app.token_with(&t, &["callouts_read"]).await;
+        assert_forbidden(
+            &app.get("/api/phone_calls", &callouts_only).await,
+            "phone calls without phone_calls_read",
+        );
+        assert_forbidden(
+            &app.get("/api/remote_phone_call_events", &callouts_only).await,
+            "events without permission",
+        );
+        let readers = app
+            .token_with(&t, &["phone_calls_read", "remote_phone_call_events_read"])
+            .await;
+        assert_status(
+            &app.get(&format!("/api/phone_calls/{call_id}"), &readers).await,
+            StatusCode::OK,
+            "reader",
+        );
+        assert_forbidden(
+            &app.patch(
+                &format!("/api/remote_phone_call_events/{event_id}"),
+                &readers,
+                json!({"metadata": {}}),
+            )
+            .await,
+            "patch without remote_phone_call_events_write",
+        );
+        app.stop().await;
+    }
+);
