@@ -54,6 +54,10 @@ pub struct EngineConfig {
     pub claim_batch: u32,
     /// Most transmissions claimed and not yet settled in this process.
     pub max_in_flight: usize,
+    /// Most of those that may be bulk (campaign) traffic. Claimed work waits in the
+    /// adapters' queues in order, so this bounds how long a one-time code claimed behind
+    /// a campaign waits for its turn: a few SMPP windows keep the pipe full.
+    pub max_bulk_in_flight: usize,
     /// How often to look for due work when nothing wakes the dispatcher.
     pub poll_interval: Duration,
     /// Back-off of retries after a failed attempt.
@@ -83,6 +87,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             claim_batch: 500,
             max_in_flight: 5000,
+            max_bulk_in_flight: 2000,
             poll_interval: Duration::from_millis(200),
             retry_base: Duration::from_secs(10),
             retry_max: Duration::from_secs(3600),
@@ -248,20 +253,32 @@ async fn dispatch_loop(inner: Arc<Inner>, stop: CancellationToken) {
         let mut claimed = 0;
         if room > 0 {
             let registry = inner.registry.read().unwrap_or_else(|e| e.into_inner()).clone();
-            let limit = (room as u32).min(inner.config.claim_batch);
+            let in_flight = inner.in_flight.load(Ordering::Acquire);
+            let bulk_room = inner.config.max_bulk_in_flight.saturating_sub(in_flight);
+            let bulk = bulk_room > 0;
+            // With room for bulk, a claim may take bulk up to that room (transactional
+            // rows come first in its order anyway); without, transactional rows only.
+            let limit = (if bulk { room.min(bulk_room) } else { room } as u32).min(inner.config.claim_batch);
             let now = inner.config.clock.now();
             let mut choices: HashMap<i64, Choice> = HashMap::new();
             let result = inner
                 .store
-                .claim_due(&inner.config.owner, now, now_plus(inner.config.lease), limit, |t| {
-                    let c = registry.choose(t)?;
-                    let r = match &c {
-                        Choice::Provider(r) => (Some(r.provider_id), r.kind.clone()),
-                        Choice::Sandbox => (None, "sandbox".to_string()),
-                    };
-                    choices.insert(t.id, c);
-                    Some(r)
-                })
+                .claim_due(
+                    &inner.config.owner,
+                    now,
+                    now_plus(inner.config.lease),
+                    limit,
+                    bulk,
+                    |t| {
+                        let c = registry.choose(t)?;
+                        let r = match &c {
+                            Choice::Provider(r) => (Some(r.provider_id), r.kind.clone()),
+                            Choice::Sandbox => (None, "sandbox".to_string()),
+                        };
+                        choices.insert(t.id, c);
+                        Some(r)
+                    },
+                )
                 .await;
             match result {
                 Err(e) => {

@@ -423,7 +423,8 @@ impl Store {
         }))
     }
 
-    /// Claim up to `limit` due transmissions for `owner` until `lease_until`, and write an
+    /// Claim up to `limit` due transmissions for `owner` until `lease_until` (only
+    /// transactional ones, priority 0, unless `bulk`), and write an
     /// attempt for each one `route` finds a provider for, in one transaction. Transmissions
     /// with no route come back in the second list, still leased, for
     /// [`Store::apply_outcomes`] to settle.
@@ -433,6 +434,7 @@ impl Store {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        bulk: bool,
         mut route: impl FnMut(&Transmission) -> Option<(Option<i64>, String)>,
     ) -> StoreResult<(Vec<(Transmission, Attempt)>, Vec<Transmission>)> {
         let mut claim = Q::new(self.dialect());
@@ -445,6 +447,7 @@ impl Store {
             .ts(now)
             .push(" WHERE id IN (SELECT id FROM transmissions WHERE status = 'queued' AND next_attempt_at <= ")
             .ts(now)
+            .push(if bulk { "" } else { " AND priority = 0" })
             .push(" ORDER BY priority, next_attempt_at LIMIT ")
             .int(i64::from(limit));
         if self.dialect() == crate::Dialect::Postgres {
