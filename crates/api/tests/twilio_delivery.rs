@@ -4,52 +4,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Stdio;
-
 use common::*;
 use reqwest::StatusCode;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Start the fake provider; its address once it listens.
-async fn fake_twilio(token: &str) -> (tokio::process::Child, String) {
-    let python = repo().join(".peers/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-test-peers",
-        python.display()
-    );
-    let mut child = tokio::process::Command::new(python)
-        .arg(repo().join("peers/fake_twilio.py"))
-        .args(["--port", "0", "--account-sid", "AC0123", "--auth-token", token])
-        .env("FAKE_TWILIO_CALLBACK_DELAY", "0.05")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start fake_twilio.py");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(a) = line.split("listening on ").nth(1) {
-                return a.trim().to_string();
-            }
-        }
-        panic!("fake_twilio.py exited before listening");
-    })
-    .await
-    .expect("fake_twilio.py listens");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, format!("http://{addr}"))
-}
 
 both_backends_with_engine!(sms_through_a_twilio_compatible_provider, |app| async move {
-    let (_peer, base_url) = fake_twilio("tok3n").await;
+    let (_peer, base_url) = fake_twilio("tok3n", "0.05").await;
     let t = app.tenant("Acme").await;
     let r = app
         .post(

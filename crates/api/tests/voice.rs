@@ -8,55 +8,13 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Stdio;
-
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const TOKEN: &str = "v01ce-t0ken";
 const BUSY: &str = "+15005550003";
 const NO_ANSWER: &str = "+15005550004";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Start the fake provider; its address once it listens.
-async fn fake_twilio() -> (tokio::process::Child, String) {
-    let python = repo().join(".peers/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-test-peers",
-        python.display()
-    );
-    let mut child = tokio::process::Command::new(python)
-        .arg(repo().join("peers/fake_twilio.py"))
-        .args(["--port", "0", "--account-sid", "AC0123", "--auth-token", TOKEN])
-        // Long enough for the engine to have written the call's SID before the first
-        // callback names it, as with the real provider, whose callee takes seconds.
-        .env("FAKE_TWILIO_CALLBACK_DELAY", "0.3")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start fake_twilio.py");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(a) = line.split("listening on ").nth(1) {
-                return a.trim().to_string();
-            }
-        }
-        panic!("fake_twilio.py exited before listening");
-    })
-    .await
-    .expect("fake_twilio.py listens");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, format!("http://{addr}"))
-}
 
 async fn contact(app: &App, token: &str, msisdn: &str, first_name: &str) -> i64 {
     let r = app
@@ -160,7 +118,7 @@ async fn provider_post(app: &App, path: &str, form: &[(&str, &str)], signature: 
 both_backends_with_engine!(
     voice_callouts_call_through_a_twilio_compatible_provider,
     |app| async move {
-        let (_peer, base_url) = fake_twilio().await;
+        let (_peer, base_url) = fake_twilio(TOKEN, "0.3").await;
         let t = app.tenant("Acme").await;
         let tok = &t.token;
         let r = app

@@ -428,3 +428,44 @@ pub fn verify(secret: &str, headers: &axum::http::HeaderMap, body: &str) -> bool
     );
     h("webhook-signature").split(' ').any(|s| s == expected)
 }
+
+fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Start `peers/fake_twilio.py` (a Twilio-compatible provider that signs what it sends
+/// with the official `twilio` package) with auth token `token`; its base URL once it
+/// listens. `callback_delay` (seconds) is how long it waits before each callback: long
+/// enough for the engine to have written the remote id it names, as with the real
+/// provider.
+pub async fn fake_twilio(token: &str, callback_delay: &str) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let python = repo().join(".peers/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-test-peers",
+        python.display()
+    );
+    let mut child = tokio::process::Command::new(python)
+        .arg(repo().join("peers/fake_twilio.py"))
+        .args(["--port", "0", "--account-sid", "AC0123", "--auth-token", token])
+        .env("FAKE_TWILIO_CALLBACK_DELAY", callback_delay)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start fake_twilio.py");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(a) = line.split("listening on ").nth(1) {
+                return a.trim().to_string();
+            }
+        }
+        panic!("fake_twilio.py exited before listening");
+    })
+    .await
+    .expect("fake_twilio.py listens");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, format!("http://{addr}"))
+}
