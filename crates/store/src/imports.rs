@@ -154,7 +154,7 @@ impl Store {
         let created = returned.iter().filter(|(_, c)| *c == now).count() as u64;
         if let Some(g) = group_id {
             let ids: Vec<i64> = returned.iter().map(|(id, _)| *id).collect();
-            self.add_group_contacts(account_id, g, &ids).await?;
+            self.add_own_contacts_to_group(account_id, g, &ids).await?;
         }
         Ok(created)
     }
