@@ -612,3 +612,227 @@ both_backends_with_engine!(
         app.stop().await;
     }
 );
+
+/// The TwiML the fake's callee got on its call to `to`.
+async fn twiml_heard(app: &App, base_url: &str, to: &str) -> String {
+    eventually(30, "the call's TwiML", || async {
+        let calls: Value = app
+            .client
+            .get(format!("{base_url}/_calls"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        calls
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["to"] == to)
+            .and_then(|c| c["twiml"].as_str().map(String::from))
+    })
+    .await
+}
+
+async fn final_status(app: &App, token: &str, id: i64) -> Value {
+    eventually(30, "the message final", || async {
+        let t = app.get(&format!("/api/transmissions/{id}"), token).await.body;
+        (t["completed_at"].is_string()).then_some(t)
+    })
+    .await
+}
+
+both_backends_with_engine!(single_voice_messages_and_voice_codes_are_calls, |app| async move {
+    let (_peer, base_url) = fake_twilio(TOKEN, "0.1").await;
+    let t = app.tenant("Acme").await;
+    let tok = &t.token;
+    let r = app
+        .post(
+            "/api/providers",
+            tok,
+            json!({"name": "somleng", "kind": "twilio", "channels": ["voice"], "settings": {
+                "account_sid": "AC0123", "auth_token": TOKEN, "base_url": base_url, "from": "+15005550006"}}),
+        )
+        .await;
+    assert_status(&r, StatusCode::CREATED, "twilio voice provider");
+
+    // One call that says its text (the default call flow of a message of its own).
+    let r = app
+        .post(
+            "/api/transmissions",
+            tok,
+            json!({"to": "+254712000007", "channel": "voice", "body": "The river is rising <fast>"}),
+        )
+        .await;
+    assert_status(&r, StatusCode::CREATED, "voice message");
+    assert_eq!(r.body["channel"], "voice");
+    assert_eq!(r.body["call_flow_logic"], "CallFlowLogic::Say");
+    let say_id = r.body["id"].as_i64().unwrap();
+    let twiml = twiml_heard(&app, &base_url, "+254712000007").await;
+    assert!(twiml.contains("<Say>The river is rising &lt;fast&gt;</Say>"), "{twiml}");
+    let m = final_status(&app, tok, say_id).await;
+    assert_eq!(m["status"], "delivered", "{m}");
+    let r = app.get(&format!("/api/transmissions/{say_id}/attempts"), tok).await;
+    assert_eq!(r.body[0]["provider_kind"], "twilio", "{}", r.text);
+
+    // A question: the channel follows from the call flow, the key pressed is a result.
+    let r = app
+        .post(
+            "/api/transmissions",
+            tok,
+            json!({"to": "+254712000042", "call_flow_logic": "CallFlowLogic::Gather", "body": "Press 2 if safe"}),
+        )
+        .await;
+    assert_status(&r, StatusCode::CREATED, "gather message");
+    assert_eq!(r.body["channel"], "voice");
+    let asked = r.body["id"].as_i64().unwrap();
+    let twiml = twiml_heard(&app, &base_url, "+254712000042").await;
+    assert!(twiml.contains("<Gather numDigits=\"1\""), "{twiml}");
+    final_status(&app, tok, asked).await;
+    let results = eventually(20, "the digits", || async {
+        let r = app.get(&format!("/api/transmissions/{asked}/results"), tok).await.body;
+        r.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "dtmf")
+            .map(|r| r["data"].clone())
+    })
+    .await;
+    assert_eq!(results, "2");
+
+    // Audio at a URL; a copy of the message plays it too.
+    let r = app
+        .post(
+            "/api/transmissions",
+            tok,
+            json!({"to": "+254712000051", "audio_url": "https://example.com/warning.mp3"}),
+        )
+        .await;
+    assert_status(&r, StatusCode::CREATED, "play message");
+    assert_eq!(r.body["call_flow_logic"], "CallFlowLogic::PlayMessage");
+    let played = r.body["id"].as_i64().unwrap();
+    let twiml = twiml_heard(&app, &base_url, "+254712000051").await;
+    assert!(
+        twiml.contains("<Play>https://example.com/warning.mp3</Play>"),
+        "{twiml}"
+    );
+    final_status(&app, tok, played).await;
+    let r = app
+        .post(&format!("/api/transmissions/{played}/clone"), tok, json!({}))
+        .await;
+    assert_status(&r, StatusCode::CREATED, "clone");
+    assert_eq!(
+        (&r.body["call_flow_logic"], &r.body["audio_url"]),
+        (
+            &json!("CallFlowLogic::PlayMessage"),
+            &json!("https://example.com/warning.mp3")
+        )
+    );
+
+    // An uploaded recording, served to the provider at the call's own URL; another
+    // tenant cannot send it.
+    let audio = wav(400);
+    let upload = reqwest::multipart::Form::new().text("name", "siren").part(
+        "file",
+        reqwest::multipart::Part::bytes(audio.clone())
+            .mime_str("audio/wav")
+            .unwrap()
+            .file_name("siren.wav"),
+    );
+    let r = Resp::from(
+        app.client
+            .post(app.url("/api/recordings"))
+            .bearer_auth(tok)
+            .multipart(upload)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_status(&r, StatusCode::CREATED, "recording");
+    let recording = r.body["id"].as_i64().unwrap();
+    let stranger = app.tenant("Stranger").await;
+    let r = app
+        .post(
+            "/api/transmissions",
+            &stranger.token,
+            json!({"to": "+254712000061", "recording_id": recording}),
+        )
+        .await;
+    assert_invalid(&r, "recording_id", "another tenant's recording");
+    let r = app
+        .post(
+            "/api/transmissions",
+            tok,
+            json!({"to": "+254712000061", "recording_id": recording}),
+        )
+        .await;
+    assert_status(&r, StatusCode::CREATED, "recording message");
+    let twiml = twiml_heard(&app, &base_url, "+254712000061").await;
+    let play = twiml
+        .split("<Play>")
+        .nth(1)
+        .and_then(|t| t.split("</Play>").next())
+        .unwrap()
+        .to_string();
+    let got = app.client.get(&play).send().await.unwrap();
+    assert_eq!(got.status(), StatusCode::OK, "{play}");
+    assert_eq!(got.bytes().await.unwrap().to_vec(), audio);
+
+    // A code by voice: the call reads it digit by digit, twice, and it verifies.
+    let r = app
+        .post(
+            "/api/verifications",
+            tok,
+            json!({"to": "+254712000099", "channel": "voice", "code_length": 4}),
+        )
+        .await;
+    assert_status(&r, StatusCode::CREATED, "voice verification");
+    assert_eq!(r.body["channel"], "voice");
+    let verification = r.body["id"].as_i64().unwrap();
+    let twiml = twiml_heard(&app, &base_url, "+254712000099").await;
+    let said: Vec<&str> = twiml
+        .split("<Say>")
+        .skip(1)
+        .map(|s| s.split("</Say>").next().unwrap())
+        .collect();
+    assert_eq!(said.len(), 2, "{twiml}");
+    assert_eq!(said[0], said[1], "{twiml}");
+    let spoken = said[0].rsplit(": ").next().unwrap();
+    assert_eq!(spoken.len(), "1, 2, 3, 4".len(), "digit by digit: {twiml}");
+    let code: String = spoken.chars().filter(char::is_ascii_digit).collect();
+    assert!(!twiml.contains("{{code}}"), "{twiml}");
+    let r = app
+        .post(
+            &format!("/api/verifications/{verification}/verification_checks"),
+            tok,
+            json!({"code": code}),
+        )
+        .await;
+    assert_status(&r, StatusCode::OK, "the code heard");
+    assert_eq!(r.body["status"], "approved", "{}", r.text);
+    // Its message is the verification's own; it cannot be sent again as a copy.
+    let msgs = app.get("/api/transmissions?per_page=100", tok).await.body;
+    let msg_id = msgs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["to"] == "+254712000099")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let r = app
+        .post(&format!("/api/transmissions/{msg_id}/clone"), tok, json!({}))
+        .await;
+    assert_invalid(&r, "base", "clone of a code");
+
+    // The call of a message is the message's account's: another tenant's token gets
+    // nothing, and the provider's signature is still required.
+    let other = app.tenant("Other").await;
+    assert_not_found(
+        &app.get(&format!("/api/transmissions/{say_id}"), &other.token).await,
+        "other's message",
+    );
+    app.stop().await;
+});

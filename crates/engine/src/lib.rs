@@ -355,15 +355,6 @@ async fn dispatch_loop(inner: Arc<Inner>, stop: CancellationToken) {
     }
 }
 
-/// Where a transmission's metadata names the verification whose code it carries.
-const VERIFICATION_ORIGIN: &str = "verification";
-
-fn verification_of(t: &sauti_store::Transmission) -> Option<i64> {
-    (t.origin == VERIFICATION_ORIGIN)
-        .then(|| t.metadata.0.get("verification_id").and_then(serde_json::Value::as_i64))
-        .flatten()
-}
-
 /// The codes of the verification messages among `pairs` (by transmission id), derived
 /// now from the server key: the database never holds them. A message whose verification
 /// is gone is failed; if the salts cannot be read, the verification messages are held
@@ -375,9 +366,9 @@ async fn with_codes(
     Vec<(sauti_store::Transmission, sauti_store::Attempt)>,
     HashMap<i64, String>,
 ) {
-    let ids: Vec<i64> = pairs.iter().filter_map(|(t, _)| verification_of(t)).collect();
+    let ids: Vec<i64> = pairs.iter().filter_map(|(t, _)| t.verification_id()).collect();
     let mut codes = HashMap::new();
-    if ids.is_empty() && pairs.iter().all(|(t, _)| t.origin != VERIFICATION_ORIGIN) {
+    if ids.is_empty() && pairs.iter().all(|(t, _)| t.origin != sauti_store::VERIFICATION_ORIGIN) {
         return (pairs, codes);
     }
     let salts: HashMap<i64, (i64, String, i64)> = match inner.store.verification_salts(&ids).await {
@@ -389,7 +380,7 @@ async fn with_codes(
             tracing::warn!(error = %e, "reading verification salts failed; their messages wait for the lease to expire");
             let rest = pairs
                 .into_iter()
-                .filter(|(t, _)| t.origin != VERIFICATION_ORIGIN)
+                .filter(|(t, _)| t.origin != sauti_store::VERIFICATION_ORIGIN)
                 .collect();
             return (rest, codes);
         }
@@ -397,12 +388,13 @@ async fn with_codes(
     let mut gone = Vec::new();
     let mut keep = Vec::with_capacity(pairs.len());
     for (t, a) in pairs {
-        if t.origin != VERIFICATION_ORIGIN {
+        if t.origin != sauti_store::VERIFICATION_ORIGIN {
             keep.push((t, a));
             continue;
         }
         // Only the transmission's own account's verification: metadata is not a capability.
-        match verification_of(&t)
+        match t
+            .verification_id()
             .and_then(|v| salts.get(&v))
             .filter(|(account, ..)| *account == t.account_id)
         {

@@ -55,7 +55,7 @@ pub use recordings::{Recording, RecordingMedia};
 pub use sauti_core::filter::Dialect;
 pub use signups::{Registered, Registration, Signup};
 pub use tokens::{AccessToken, NewAccessToken, Principal, TokenKind};
-pub use transmissions::{Attempt, NewTransmission, ResultRow, Transition, Transmission};
+pub use transmissions::{Attempt, NewTransmission, ResultRow, Transition, Transmission, VERIFICATION_ORIGIN};
 pub use users::{NewUser, User, UserChanges};
 pub use verifications::{
     Canceled, CheckTarget, Checked, Limit, SendLimits, StartVerification, Started, Verification, VerificationSend,

@@ -69,11 +69,29 @@ pub struct Transmission {
     pub batch_operation_id: Option<i64>,
     /// A participation's own call flow, over its callout's.
     pub call_flow_logic: Option<String>,
+    /// What a `PlayMessage` voice message plays when it has no callout (a callout's
+    /// calls play the callout's audio).
+    pub audio_url: Option<String>,
+    pub recording_id: Option<i64>,
     pub sent_at: Option<DateTime<Utc>>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// The `origin` of the message that carries a verification's code.
+pub const VERIFICATION_ORIGIN: &str = "verification";
+/// The metadata key naming that verification (written by the store).
+pub(crate) const VERIFICATION_KEY: &str = "verification_id";
+
+impl Transmission {
+    /// The verification whose code this message carries, if it is such a message.
+    pub fn verification_id(&self) -> Option<i64> {
+        (self.origin == VERIFICATION_ORIGIN)
+            .then(|| self.metadata.0.get(VERIFICATION_KEY).and_then(Value::as_i64))
+            .flatten()
+    }
 }
 
 /// Timestamps as the API writes them (UTC, milliseconds).
@@ -120,6 +138,9 @@ impl Transmission {
             "error_message": self.error_message,
             "metadata": self.metadata.0,
             "callout_id": self.callout_id,
+            "call_flow_logic": self.call_flow_logic,
+            "audio_url": self.audio_url,
+            "recording_id": self.recording_id,
             "sent_at": ts_opt(&self.sent_at),
             "delivered_at": ts_opt(&self.delivered_at),
             "completed_at": ts_opt(&self.completed_at),
@@ -178,6 +199,8 @@ pub struct NewTransmission {
     pub callout_id: Option<i64>,
     pub batch_operation_id: Option<i64>,
     pub call_flow_logic: Option<String>,
+    pub audio_url: Option<String>,
+    pub recording_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -575,7 +598,7 @@ pub(crate) fn insert_query(dialect: crate::Dialect, rows: &[NewTransmission], no
         "INSERT INTO transmissions (account_id, direction, channel, origin, priority, contact_id, to_address, \
          from_address, body, subject, html, text_id, template_id, encoding, segments, status, max_attempts, \
          next_attempt_at, scheduled_at, expires_at, validity_period, provider_id, metadata, callout_id, batch_operation_id, \
-         call_flow_logic, completed_at, created_at, updated_at) VALUES ",
+         call_flow_logic, audio_url, recording_id, completed_at, created_at, updated_at) VALUES ",
     );
     for (i, r) in rows.iter().enumerate() {
         if i > 0 {
@@ -633,6 +656,10 @@ pub(crate) fn insert_query(dialect: crate::Dialect, rows: &[NewTransmission], no
             .opt_int(r.batch_operation_id)
             .push(", ")
             .opt_text(r.call_flow_logic.as_deref())
+            .push(", ")
+            .opt_text(r.audio_url.as_deref())
+            .push(", ")
+            .opt_int(r.recording_id)
             .push(", ")
             .opt_ts(completed);
         q.push(", ").ts(now).push(", ").ts(now).push(")");

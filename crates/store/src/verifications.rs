@@ -306,7 +306,7 @@ impl Store {
                     }
                 };
                 let mut message = s.message.clone();
-                message.metadata.insert("verification_id".into(), Value::from(v.id));
+                message.metadata.insert(crate::transmissions::VERIFICATION_KEY.into(), Value::from(v.id));
                 let q = insert_query(dialect, std::slice::from_ref(&message), now);
                 let transmission: Transmission = sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_one(&mut *tx).await?;
                 sqlx::query(

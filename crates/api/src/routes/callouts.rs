@@ -296,9 +296,7 @@ async fn apply(
         errors.add("call_flow_logic", format!("must be one of: {}", CALL_FLOWS.join(", ")));
     }
     if let Some(u) = &c.audio_url
-        && url::Url::parse(u)
-            .map(|u| !["http", "https"].contains(&u.scheme()))
-            .unwrap_or(true)
+        && !is_http_url(u)
     {
         errors.add("audio_url", "must be an http(s) URL");
     }
@@ -355,6 +353,11 @@ async fn apply(
     }
     errors.into_result()?;
     Ok(metadata)
+}
+
+/// Whether `u` is an absolute http(s) URL (audio a provider can fetch).
+pub(crate) fn is_http_url(u: &str) -> bool {
+    url::Url::parse(u).is_ok_and(|u| ["http", "https"].contains(&u.scheme()))
 }
 
 /// What a voice callout's call flow needs: audio to play, text to say, sane `Gather`

@@ -87,8 +87,9 @@ const MAX_VALIDITY_SECONDS: i64 = 7 * 24 * 3600;
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransmissionInput {
-    /// `sms` or `email`; inferred from `to` (an address with `@` is email) or from a
-    /// template when absent. `voice` is placed by callouts.
+    /// `sms`, `email` or `voice` (a call through the account's Twilio-compatible
+    /// provider); inferred from `to` (an address with `@` is email) or from a template
+    /// when absent, else `sms`.
     pub channel: Option<String>,
     /// An msisdn (E.164, or national in the account's `default_country`) or an email
     /// address. Give `to` or `contact_id`.
@@ -114,9 +115,22 @@ pub struct TransmissionInput {
     pub validity_period: Option<i64>,
     /// Attempts before giving up (1–10).
     pub max_attempts: Option<i64>,
+    /// Voice: what the call does when answered (SCFM's names): `CallFlowLogic::Say`
+    /// (the default: speaks `body`), `PlayMessage` (plays `audio_url` or `recording_id`),
+    /// `Gather` (speaks `body`, then stores the key pressed as a `dtmf` result) or
+    /// `HelloWorld`.
+    pub call_flow_logic: Option<String>,
+    /// Voice `PlayMessage`: an http(s) URL of audio the provider fetches and plays.
+    pub audio_url: Option<String>,
+    /// Voice `PlayMessage`: an uploaded recording (`/api/recordings`), served to the
+    /// provider by sauti; it wins over `audio_url`.
+    pub recording_id: Option<i64>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
+
+/// The longest text a call speaks (Twilio's limit for one `<Say>`).
+const MAX_SPOKEN_CHARS: usize = 4096;
 
 /// Body of `POST /api/transmissions/{id}/transmission_events`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -158,14 +172,13 @@ impl TransmissionInput {
         let channel = match self.channel.as_deref() {
             Some("sms") => "sms",
             Some("email") => "email",
-            Some("voice") => {
-                return Err(ApiError::NotImplemented(
-                    "voice transmissions are placed by callouts, which sauti does not have yet",
-                ));
-            }
+            Some("voice") => "voice",
             Some(_) => {
-                errors.add("channel", "must be one of: sms, email");
+                errors.add("channel", "must be one of: sms, email, voice");
                 "sms"
+            }
+            None if self.call_flow_logic.is_some() || self.audio_url.is_some() || self.recording_id.is_some() => {
+                "voice"
             }
             None if self.template_id.is_some() || self.to.as_deref().is_some_and(|t| t.contains('@')) => "email",
             None => "sms",
@@ -242,7 +255,20 @@ impl TransmissionInput {
             body = body.or(t.body_alt.clone());
         }
         let body = body.unwrap_or_default();
+        let mut call_flow_logic = None;
+        if channel != "voice" {
+            for (field, given) in [
+                ("call_flow_logic", self.call_flow_logic.is_some()),
+                ("audio_url", self.audio_url.is_some()),
+                ("recording_id", self.recording_id.is_some()),
+            ] {
+                if given {
+                    errors.add(field, "is for voice messages");
+                }
+            }
+        }
         match channel {
+            "voice" => call_flow_logic = Some(self.check_voice(st, account_id, &body, &mut errors).await?),
             "sms" => {
                 if body.trim().is_empty() {
                     errors.add("body", "can't be blank");
@@ -330,8 +356,68 @@ impl TransmissionInput {
             validity_period: self.validity_period,
             provider_id: None,
             metadata,
+            call_flow_logic,
+            audio_url: self.audio_url,
+            recording_id: self.recording_id,
             ..Default::default()
         })
+    }
+
+    /// What a voice message needs: a call flow sauti runs, audio to play or text to say.
+    /// Email content does not belong on a call. Returns the call flow.
+    async fn check_voice(
+        &self,
+        st: &AppState,
+        account_id: i64,
+        body: &str,
+        errors: &mut ValidationErrors,
+    ) -> ApiResult<String> {
+        for (field, given) in [
+            ("subject", self.subject.is_some()),
+            ("html", self.html.is_some()),
+            ("template_id", self.template_id.is_some()),
+        ] {
+            if given {
+                errors.add(field, "is for email, not voice");
+            }
+        }
+        let flow = self.call_flow_logic.clone().unwrap_or_else(|| {
+            if self.audio_url.is_some() || self.recording_id.is_some() {
+                "CallFlowLogic::PlayMessage".into()
+            } else {
+                "CallFlowLogic::Say".into()
+            }
+        });
+        if !super::callouts::CALL_FLOWS.contains(&flow.as_str()) {
+            errors.add(
+                "call_flow_logic",
+                format!("must be one of: {}", super::callouts::CALL_FLOWS.join(", ")),
+            );
+        }
+        if let Some(u) = &self.audio_url
+            && !super::callouts::is_http_url(u)
+        {
+            errors.add("audio_url", "must be an http(s) URL");
+        }
+        if let Some(id) = self.recording_id
+            && st.store.get_recording(account_id, id).await?.is_none()
+        {
+            errors.add("recording_id", "does not exist");
+        }
+        match flow.as_str() {
+            "CallFlowLogic::PlayMessage" if self.audio_url.is_none() && self.recording_id.is_none() => errors.add(
+                "audio_url",
+                "can't be blank for PlayMessage (give audio_url or recording_id)",
+            ),
+            "CallFlowLogic::Say" | "CallFlowLogic::Gather" if body.trim().is_empty() => {
+                errors.add("body", "can't be blank for Say and Gather (give body or text_id)")
+            }
+            _ => {}
+        }
+        if body.chars().count() > MAX_SPOKEN_CHARS {
+            errors.add("body", format!("is too long (at most {MAX_SPOKEN_CHARS} characters)"));
+        }
+        Ok(flow)
     }
 }
 
@@ -367,7 +453,6 @@ pub async fn index(
     (status = 201, body = Object, headers(("Location" = String))),
     (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody),
     (status = 409, body = crate::ErrorBody), (status = 415, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody),
-    (status = 501, body = crate::ErrorBody),
 ))]
 pub async fn create(
     auth: Authed<TransmissionsWrite>,
@@ -448,6 +533,13 @@ pub async fn clone(auth: Authed<TransmissionsWrite>, State(st): State<AppState>,
     if t.direction != "outbound" {
         return Err(ApiError::validation("base", "an inbound message cannot be cloned"));
     }
+    if t.origin == sauti_store::VERIFICATION_ORIGIN {
+        // Its body holds the code's placeholder, filled only for the verification.
+        return Err(ApiError::validation(
+            "base",
+            "a verification message cannot be cloned (start or resend the verification)",
+        ));
+    }
     if let Some(cid) = t.contact_id
         && let Some(c) = st.store.get_contact(auth.account_id, cid).await?
         && c.opted_out_at.is_some()
@@ -457,6 +549,22 @@ pub async fn clone(auth: Authed<TransmissionsWrite>, State(st): State<AppState>,
             "has opted out and cannot be messaged",
         ));
     }
+    // A call of a callout plays the callout's audio; its copy stands alone, so it takes
+    // the call flow with it.
+    let callout = match (t.channel.as_str(), t.callout_id) {
+        ("voice", Some(cid)) => st.store.get_callout(auth.account_id, cid).await?,
+        _ => None,
+    };
+    let (call_flow_logic, audio_url, recording_id) = match callout {
+        Some(c) => (
+            t.call_flow_logic
+                .or(c.call_flow_logic)
+                .or(Some("CallFlowLogic::HelloWorld".into())),
+            c.audio_url,
+            c.recording_id,
+        ),
+        None => (t.call_flow_logic, t.audio_url, t.recording_id),
+    };
     let now = clock::now();
     let row = NewTransmission {
         account_id: t.account_id,
@@ -481,6 +589,9 @@ pub async fn clone(auth: Authed<TransmissionsWrite>, State(st): State<AppState>,
         validity_period: t.validity_period,
         provider_id: None,
         metadata: t.metadata.0,
+        call_flow_logic,
+        audio_url,
+        recording_id,
         ..Default::default()
     };
     let copy = st.store.create_transmissions(&[row]).await?.remove(0);

@@ -8,14 +8,16 @@
 //! `HelloWorld` says "Hello World!", `PlayMessage` plays the callout's `audio_url` or its
 //! uploaded recording, `Say` speaks the personalised body, `Gather` speaks the body as a
 //! prompt and stores the keys pressed as a `dtmf` result of the attempt. A voice message
-//! that is not part of a callout (a verification code, `POST /api/transmissions`) speaks
-//! its body.
+//! that is not part of a callout (`POST /api/transmissions`) has its own call flow and
+//! audio, and speaks its body by default; a verification call reads its code digit by
+//! digit, twice.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use sauti_core::otp;
 use sauti_store::calls::call_event_kind;
 use sauti_store::{Attempt, Callout, JsonMap, Transmission};
 use serde::Deserialize;
@@ -54,6 +56,36 @@ impl Call {
     fn settings(&self) -> Option<&JsonMap> {
         self.callout.as_ref().map(|c| &c.settings.0)
     }
+
+    /// What a `PlayMessage` call plays: the message's own audio, else its callout's.
+    fn audio(&self) -> (Option<i64>, Option<&str>) {
+        let t = &self.transmission;
+        if t.recording_id.is_some() || t.audio_url.is_some() {
+            return (t.recording_id, t.audio_url.as_deref());
+        }
+        let c = self.callout.as_ref();
+        (c.and_then(|c| c.recording_id), c.and_then(|c| c.audio_url.as_deref()))
+    }
+}
+
+/// What a verification call says: its message with the code read digit by digit, or
+/// `None` when the verification no longer exists. The code is derived here from the
+/// server key, as the engine derives it for SMS: the database never holds it.
+async fn verification_text(st: &AppState, t: &Transmission) -> ApiResult<Option<String>> {
+    let Some(id) = t.verification_id() else {
+        return Ok(None);
+    };
+    let salts = st.store.verification_salts(&[id]).await?;
+    // Only the message's own account's verification: metadata is not a capability.
+    let Some((_, _, salt, len)) = salts.into_iter().find(|(_, account, ..)| *account == t.account_id) else {
+        return Ok(None);
+    };
+    let code = otp::code(
+        &st.config.secret_key,
+        &salt,
+        u8::try_from(len).unwrap_or(otp::DEFAULT_LENGTH),
+    );
+    Ok(Some(t.body.replace(otp::PLACEHOLDER, &otp::spoken(&code))))
 }
 
 /// Find the call of attempt `id` and check the request is its provider's. A call that
@@ -182,8 +214,7 @@ fn render(st: &AppState, call: &Call) -> String {
     let body = call.transmission.body.as_str();
     match call.flow() {
         "CallFlowLogic::PlayMessage" => {
-            let c = call.callout.as_ref();
-            match (c.and_then(|c| c.recording_id), c.and_then(|c| c.audio_url.as_deref())) {
+            match call.audio() {
                 (Some(rid), _) => format!(
                     "<Play>{}/twiml/calls/{}/audio?token={}</Play>",
                     public_url(st),
@@ -232,6 +263,13 @@ pub async fn call(
     st.store
         .record_call_request(&call.attempt, call_event_kind::TWIML, &as_json(&params), None)
         .await?;
+    if call.transmission.origin == sauti_store::VERIFICATION_ORIGIN {
+        // Twice, so a callee who missed a digit hears it again.
+        return Ok(twiml(match verification_text(&st, &call.transmission).await? {
+            Some(text) => format!("{said}<Pause length=\"1\"/>{said}<Hangup/>", said = say(&text, None)),
+            None => "<Hangup/>".into(),
+        }));
+    }
     Ok(twiml(render(&st, &call)))
 }
 
@@ -270,7 +308,7 @@ pub struct AudioQuery {
     token: String,
 }
 
-/// The callout's uploaded recording, for the `<Play>` of one call; the URL's token is
+/// The uploaded recording of one call's `<Play>` (the message's, else its callout's); the URL's token is
 /// the credential (see [`audio_token`]).
 pub async fn audio(
     State(st): State<AppState>,
@@ -287,7 +325,13 @@ pub async fn audio(
         Some(cid) => st.store.get_callout(attempt.account_id, cid).await?,
         None => None,
     };
-    let rid = callout.and_then(|c| c.recording_id).ok_or(ApiError::NotFound)?;
+    let call = Call {
+        attempt,
+        transmission,
+        callout,
+    };
+    let rid = call.audio().0.ok_or(ApiError::NotFound)?;
+    let attempt = call.attempt;
     let expected = audio_token(&st, attempt.id, rid);
     // Constant time: the token is a secret.
     let same = expected.len() == q.token.len()

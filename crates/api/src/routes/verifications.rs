@@ -116,14 +116,15 @@ pub struct VerificationInput {
     /// A phone number (E.164, or national in the account's `default_country`) or, for
     /// `email`, an address.
     pub to: Option<String>,
-    /// `sms` (default; `email` when `to` is an address), `email` or `voice`.
+    /// `sms` (default; `email` when `to` is an address), `email` or `voice` (a call
+    /// that reads the code digit by digit, twice).
     pub channel: Option<String>,
     /// Digits in the code, 4–10 (default 6).
     pub code_length: Option<i64>,
     /// Language of the built-in message: en, fr, es, pt, de, sw, it, nl (default en).
     pub locale: Option<String>,
-    /// A stored SMS text (`/api/texts`) to send instead of the built-in message; it must
-    /// contain `{{code}}`.
+    /// A stored text (`/api/texts`) to send or say instead of the built-in message; it
+    /// must contain `{{code}}`.
     pub text_id: Option<i64>,
     /// A stored email template (`/api/templates`) for `email`; it must contain `{{code}}`.
     pub template_id: Option<i64>,
@@ -203,11 +204,8 @@ pub(crate) async fn start(
     let channel = match input.channel.as_deref() {
         Some("sms") => "sms",
         Some("email") => "email",
-        Some("voice") => {
-            return Err(ApiError::NotImplemented(
-                "voice verifications need voice calls, which sauti does not place yet",
-            ));
-        }
+        // A call through the account's Twilio-compatible provider that reads the code.
+        Some("voice") => "voice",
         Some(_) => {
             errors.add("channel", "must be one of: sms, email, voice");
             "sms"
@@ -236,8 +234,11 @@ pub(crate) async fn start(
     let metadata = super::metadata_object(input.metadata, &mut errors).unwrap_or_default();
     let (mut body, mut subject, mut html) = (None, None, None);
     if let Some(id) = input.text_id {
-        if channel != "sms" {
-            errors.add("text_id", "is for sms verifications (use template_id for email)");
+        if channel == "email" {
+            errors.add(
+                "text_id",
+                "is for sms and voice verifications (use template_id for email)",
+            );
         }
         match st.store.get_text(account_id, id).await? {
             Some(t) if t.data.contains(otp::PLACEHOLDER) => body = Some(t.data),
@@ -247,7 +248,10 @@ pub(crate) async fn start(
     }
     if let Some(id) = input.template_id {
         if channel != "email" {
-            errors.add("template_id", "is for email verifications (use text_id for sms)");
+            errors.add(
+                "template_id",
+                "is for email verifications (use text_id for sms and voice)",
+            );
         }
         match st.store.get_template(account_id, id).await? {
             Some(t)
@@ -282,7 +286,7 @@ pub(crate) async fn start(
         account_id,
         direction: "outbound".into(),
         channel: channel.into(),
-        origin: "verification".into(),
+        origin: sauti_store::VERIFICATION_ORIGIN.into(),
         // The transactional lane, ahead of every campaign.
         priority: 0,
         contact_id: None,
@@ -436,7 +440,6 @@ pub async fn index(
     (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody),
     (status = 415, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody),
     (status = 429, description = "Too many sends to this destination, or blocked by the fraud guard", body = crate::ErrorBody, headers(("Retry-After" = u64))),
-    (status = 501, body = crate::ErrorBody),
 ))]
 pub async fn create(
     auth: Authed<VerificationsWrite>,
