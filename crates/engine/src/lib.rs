@@ -220,18 +220,43 @@ async fn refresh_registry(inner: &Inner, seen: &mut Option<(i64, Option<String>)
     }
 }
 
-/// Feeds one adapter in order, so `send`'s back-pressure holds the dispatcher only for
-/// that adapter.
-type Feeder = mpsc::Sender<Outbound>;
+/// Feeds one adapter, so `send`'s back-pressure (an SMPP window, a throughput budget)
+/// holds the dispatcher only for that adapter. Two lanes: transactional messages
+/// (priority 0: one-time codes, single sends) and campaign traffic. Whenever the adapter
+/// takes the next message it takes a transactional one if any is waiting, so a code
+/// claimed behind a campaign's backlog of up to `max_bulk_in_flight` messages goes
+/// before that backlog instead of after it.
+#[derive(Clone)]
+struct Feeder {
+    transactional: mpsc::Sender<Outbound>,
+    bulk: mpsc::Sender<Outbound>,
+}
+
+impl Feeder {
+    async fn send(&self, priority: i64, m: Outbound) -> Result<(), mpsc::error::SendError<Outbound>> {
+        if priority <= 0 {
+            self.transactional.send(m).await
+        } else {
+            self.bulk.send(m).await
+        }
+    }
+}
 
 fn feeder(adapter: Arc<dyn sauti_channels::Channel>) -> Feeder {
-    let (tx, mut rx) = mpsc::channel::<Outbound>(10_000);
+    let (transactional, mut first) = mpsc::channel::<Outbound>(10_000);
+    let (bulk, mut then) = mpsc::channel::<Outbound>(10_000);
     tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
+        loop {
+            let m = tokio::select! {
+                biased;
+                Some(m) = first.recv() => m,
+                Some(m) = then.recv() => m,
+                else => break,
+            };
             adapter.send(m).await;
         }
     });
-    tx
+    Feeder { transactional, bulk }
 }
 
 async fn dispatch_loop(inner: Arc<Inner>, stop: CancellationToken) {
@@ -336,7 +361,7 @@ async fn dispatch_loop(inner: Arc<Inner>, stop: CancellationToken) {
                         if let Some(code) = codes.remove(&t.id) {
                             fill_code(&mut message, &code);
                         }
-                        if entry.1.send(message).await.is_err() {
+                        if entry.1.send(t.priority, message).await.is_err() {
                             tracing::error!(transmission_id = t.id, "adapter feeder stopped; the lease will expire");
                         }
                     }
@@ -729,5 +754,75 @@ async fn reclaim(inner: &Inner) -> sauti_store::StoreResult<()> {
         tracing::info!(count = outcomes.len(), "reclaimed transmissions whose worker stopped");
         inner.store.apply_outcomes(&outcomes).await?;
         inner.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sauti_channels::{Channel, Health};
+    use tokio::sync::Semaphore;
+
+    /// An adapter that takes one message per permit, recording the order it took them.
+    struct Gate {
+        open: Semaphore,
+        taken: Mutex<Vec<i64>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Channel for Gate {
+        async fn send(&self, m: Outbound) {
+            self.open.acquire().await.expect("open").forget();
+            self.taken.lock().unwrap().push(m.transmission_id);
+        }
+        fn health(&self) -> Health {
+            Health::Up
+        }
+        async fn shutdown(&self) {}
+    }
+
+    fn message(id: i64) -> Outbound {
+        Outbound {
+            attempt_id: id,
+            transmission_id: id,
+            account_id: 1,
+            channel: ChannelKind::Sms,
+            to: "+254712000000".into(),
+            from: None,
+            body: "x".into(),
+            subject: None,
+            html: None,
+            attachments: vec![],
+            validity: None,
+            want_receipt: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_code_overtakes_the_campaign_backlog_waiting_for_the_adapter() {
+        let gate = Arc::new(Gate {
+            open: Semaphore::new(0),
+            taken: Mutex::new(vec![]),
+        });
+        let f = feeder(gate.clone());
+        for id in 1..=50 {
+            f.send(1, message(id)).await.unwrap();
+        }
+        f.send(0, message(1000)).await.unwrap();
+        gate.open.add_permits(51);
+        for _ in 0..1000 {
+            if gate.taken.lock().unwrap().len() == 51 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let taken = gate.taken.lock().unwrap().clone();
+        assert_eq!(taken.len(), 51);
+        // The adapter may already have been waiting with the first campaign message when
+        // the code came; the code goes next, and the campaign keeps its order.
+        let code_at = taken.iter().position(|&id| id == 1000).unwrap();
+        assert!(code_at <= 1, "{taken:?}");
+        let bulk: Vec<i64> = taken.into_iter().filter(|&id| id != 1000).collect();
+        assert_eq!(bulk, (1..=50).collect::<Vec<_>>());
     }
 }
