@@ -21,7 +21,7 @@ use crate::sql::{Q, args};
 use crate::transmissions::{NewTransmission, Transmission, insert_query, status, ts};
 use crate::users::CAS_TRIES;
 use crate::webhooks::WebhookEvent;
-use crate::{Json, JsonMap, Page, Store, StoreError, StoreResult, on_pool};
+use crate::{Json, JsonMap, Page, Store, StoreError, StoreResult, on_pool, on_writer};
 
 /// Callout statuses (SCFM).
 pub mod callout_status {
@@ -575,7 +575,7 @@ impl Store {
         // Taking the row lock first (a no-op write) serialises ticks of one callout across
         // nodes, and with its events.
         let lock = "UPDATE callouts SET pace_next_at = pace_next_at WHERE id = $1 AND status = 'running' RETURNING *";
-        Ok(on_pool!(self, p => {
+        Ok(on_writer!(self, p => {
             let mut tx = p.begin().await?;
             let Some(c): Option<Callout> = sqlx::query_as(lock).bind(id).fetch_optional(&mut *tx).await? else {
                 return Ok(Paced::default());
@@ -962,7 +962,7 @@ impl Store {
             base.text
         ));
         Ok(match &self.pool {
-            crate::Pool::Sqlite(p) => {
+            crate::Pool::Sqlite(p, _) => {
                 sqlx::query_scalar_with(sql, crate::list::sqlite_args(&base.params))
                     .fetch_one(p)
                     .await?
@@ -1002,7 +1002,7 @@ impl Store {
             q.push(" FOR UPDATE SKIP LOCKED");
         }
         q.push(") RETURNING *");
-        Ok(on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_optional(p).await)?)
+        Ok(on_writer!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_optional(p).await)?)
     }
 
     /// Contacts of a population after its cursor (the next chunk to add).
@@ -1055,7 +1055,7 @@ impl Store {
                 .text(owner);
             q
         };
-        Ok(on_pool!(self, p => {
+        Ok(on_writer!(self, p => {
             let mut tx = p.begin().await?;
             let mut created = 0i64;
             for ins in &inserts {

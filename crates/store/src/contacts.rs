@@ -199,7 +199,7 @@ impl Store {
         );
         let sql = sqlx::AssertSqlSafe(sql);
         Ok(match &self.pool {
-            crate::Pool::Sqlite(p) => {
+            crate::Pool::Sqlite(p, _) => {
                 sqlx::query_as_with(sql, crate::list::sqlite_args(&base.params))
                     .fetch_all(p)
                     .await?

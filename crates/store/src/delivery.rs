@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::sql::{Q, args};
 use crate::transmissions::{Attempt, NewTransmission, Transmission, status};
 use crate::webhooks::WebhookEvent;
-use crate::{Store, StoreResult, on_pool};
+use crate::{Store, StoreResult, on_writer};
 
 /// How one attempt ends, as far as this report goes.
 #[derive(Debug, Clone)]
@@ -103,7 +103,7 @@ impl Store {
         });
         let batched: Vec<(Q, Q)> = sent.chunks(CHUNK).map(|c| sent_sql(d, c, now)).collect();
         let statements: Vec<(Option<Q>, Q)> = rest.iter().map(|o| outcome_sql(d, o, now)).collect();
-        Ok(on_pool!(self, p => {
+        Ok(on_writer!(self, p => {
             let mut tx = p.begin().await?;
             let mut changed = Vec::new();
             for (attempts, trans) in &batched {
@@ -144,7 +144,7 @@ impl Store {
             .filter(|r| r.attempt_id.is_none())
             .map(|r| r.remote_id.as_str())
             .collect();
-        Ok(on_pool!(self, p => {
+        Ok(on_writer!(self, p => {
             let mut tx = p.begin().await?;
             let mut found: Vec<Attempt> = Vec::new();
             for chunk in by_id.chunks(CHUNK) {
@@ -282,7 +282,7 @@ impl Store {
             .push(", ")
             .ts(clock::now())
             .push(") RETURNING id");
-        Ok(on_pool!(self, p => sqlx::query_scalar_with(q.sql(), args(p, &q)).persistent(false).fetch_one(p).await)?)
+        Ok(on_writer!(self, p => sqlx::query_scalar_with(q.sql(), args(p, &q)).persistent(false).fetch_one(p).await)?)
     }
 
     /// An inbound message (SMS MO): stored as an inbound transmission of the provider's

@@ -221,7 +221,7 @@ impl Store {
     pub(crate) async fn execute_sql(&self, q: &sauti_core::filter::Sql) -> StoreResult<u64> {
         let text = sqlx::AssertSqlSafe(q.text.clone());
         let n = match &self.pool {
-            Pool::Sqlite(p) => sqlx::query_with(text, sqlite_args(&q.params))
+            Pool::Sqlite(p, _) => sqlx::query_with(text, sqlite_args(&q.params))
                 .execute(p)
                 .await?
                 .rows_affected(),

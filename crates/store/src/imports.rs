@@ -125,7 +125,7 @@ impl Store {
         let mut returned: Vec<(i64, DateTime<Utc>)> = Vec::with_capacity(rows.len());
         // One commit for the whole batch: a commit per statement costs more than the rows.
         match &self.pool {
-            Pool::Sqlite(p) => {
+            Pool::Sqlite(p, _) => {
                 let mut tx = p.begin().await?;
                 for q in &statements {
                     let text = sqlx::AssertSqlSafe(q.text.clone());

@@ -69,7 +69,9 @@ pub type JsonMap = serde_json::Map<String, serde_json::Value>;
 
 #[derive(Clone, Debug)]
 enum Pool {
-    Sqlite(SqlitePool),
+    /// The connections for reads (and the occasional write), and the one connection the
+    /// hot writes take in turn (see [`on_writer!`]).
+    Sqlite(SqlitePool, SqlitePool),
     Postgres(PgPool),
 }
 
@@ -78,12 +80,29 @@ enum Pool {
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.pool {
-            $crate::Pool::Sqlite($pool) => $body,
+            $crate::Pool::Sqlite($pool, _) => $body,
             $crate::Pool::Postgres($pool) => $body,
         }
     };
 }
 pub(crate) use on_pool;
+
+/// `on_pool!` for the hot writes: claims, outcomes, receipts, pacing, populations and the
+/// API's inserts of messages. On SQLite they queue for one writer connection. SQLite
+/// lets one connection write at a time anyway; a connection that finds the lock taken
+/// sleeps in SQLite's busy handler (1, 2, 5, 10 … 100 ms) although the lock is usually
+/// free again within a millisecond, so with several connections writing the engine spent
+/// its time asleep. Queued on the pool's semaphore instead, the next writer starts the
+/// moment the last one commits. On PostgreSQL, which has row locks, it is `on_pool!`.
+macro_rules! on_writer {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::Pool::Sqlite(_, $pool) => $body,
+            $crate::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_writer;
 
 /// Connection settings beyond the URL.
 #[derive(Debug, Clone)]
@@ -131,9 +150,16 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(options.max_connections.clamp(1, 8))
                 .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts.clone())
+                .await?;
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                // Writers wait their turn here rather than in the busy handler; under a
+                // burst of sends the queue may be a few seconds long.
+                .acquire_timeout(Duration::from_secs(30))
                 .connect_with(opts)
                 .await?;
-            Pool::Sqlite(pool)
+            Pool::Sqlite(pool, writer)
         } else {
             return Err(StoreError::Config(format!(
                 "unsupported database URL (expected sqlite:// or postgres://): {}",
@@ -148,7 +174,7 @@ impl Store {
 
     pub fn dialect(&self) -> Dialect {
         match self.pool {
-            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::Sqlite(..) => Dialect::Sqlite,
             Pool::Postgres(_) => Dialect::Postgres,
         }
     }
@@ -157,7 +183,7 @@ impl Store {
     /// nodes starting at once do not race.
     pub async fn migrate(&self) -> StoreResult<()> {
         match &self.pool {
-            Pool::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await?,
+            Pool::Sqlite(p, _) => sqlx::migrate!("./migrations/sqlite").run(p).await?,
             Pool::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await?,
         }
         Ok(())
@@ -170,6 +196,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Pool::Sqlite(_, writer) = &self.pool {
+            writer.close().await;
+        }
         on_pool!(self, p => p.close().await)
     }
 }

@@ -86,7 +86,7 @@ impl Store {
             order_by(&query.sort)
         );
         let (total, items) = match &self.pool {
-            Pool::Sqlite(p) => {
+            Pool::Sqlite(p, _) => {
                 let total: i64 = sqlx::query_scalar_with(AssertSqlSafe(count_sql.clone()), sqlite_args(&base.params))
                     .fetch_one(p)
                     .await?;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::list::account_scope;
 use crate::sql::{Q, args};
 use crate::webhooks::WebhookEvent;
-use crate::{Json, JsonMap, Page, Store, StoreResult, on_pool};
+use crate::{Json, JsonMap, Page, Store, StoreResult, on_pool, on_writer};
 
 /// Transmission statuses (core vocabulary, DESIGN.md "Status vocabularies").
 pub mod status {
@@ -299,7 +299,7 @@ impl Store {
         let mut events_of_inbound = Vec::new();
         let q = insert_query(self.dialect(), rows, now);
         let subs = self.subscriptions().await?;
-        let created: Vec<Transmission> = on_pool!(self, p => {
+        let created: Vec<Transmission> = on_writer!(self, p => {
             let mut tx = p.begin().await?;
             let mut created: Vec<Transmission> = sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?;
             created.sort_by_key(|t| t.id);
@@ -478,7 +478,7 @@ impl Store {
             claim.push(" FOR UPDATE SKIP LOCKED");
         }
         claim.push(") RETURNING *");
-        Ok(on_pool!(self, p => {
+        Ok(on_writer!(self, p => {
             let mut tx = p.begin().await?;
             let mut claimed: Vec<Transmission> = sqlx::query_as_with(claim.sql(), args(p, &claim)).persistent(false).fetch_all(&mut *tx).await?;
             claimed.sort_by_key(|t| (t.priority, t.next_attempt_at, t.id));
@@ -524,7 +524,7 @@ impl Store {
     pub async fn renew_leases(&self, owner: &str, lease_until: DateTime<Utc>) -> StoreResult<u64> {
         let sql = "UPDATE transmissions SET leased_until = $1 WHERE status = 'sending' AND lease_owner = $2";
         Ok(
-            on_pool!(self, p => sqlx::query(sql).bind(lease_until).bind(owner).execute(p).await.map(|r| r.rows_affected()))?,
+            on_writer!(self, p => sqlx::query(sql).bind(lease_until).bind(owner).execute(p).await.map(|r| r.rows_affected()))?,
         )
     }
 
@@ -572,7 +572,7 @@ impl Store {
         .ts(now)
         .push(" RETURNING *");
         let subs = self.subscriptions().await?;
-        Ok(on_pool!(self, p => {
+        Ok(on_writer!(self, p => {
             let mut tx = p.begin().await?;
             let rows: Vec<Transmission> = sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?;
             let events: Vec<WebhookEvent> = rows.iter().filter_map(Transmission::status_event).collect();

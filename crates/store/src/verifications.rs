@@ -12,7 +12,7 @@ use crate::list::account_scope;
 use crate::sql::{Q, args};
 use crate::transmissions::{NewTransmission, Transmission, insert_query, ts};
 use crate::webhooks::WebhookEvent;
-use crate::{Dialect, Json, JsonMap, Page, Store, StoreResult, on_pool};
+use crate::{Dialect, Json, JsonMap, Page, Store, StoreResult, on_pool, on_writer};
 
 /// Verification statuses.
 pub mod vstatus {
@@ -210,7 +210,7 @@ impl Store {
     /// transaction: a refused request writes nothing, an accepted one all of it.
     pub async fn start_verification(&self, s: &StartVerification, now: DateTime<Utc>) -> StoreResult<Started> {
         let dialect = self.dialect();
-        let started = on_pool!(self, p => {
+        let started = on_writer!(self, p => {
             let mut tx = p.begin().await?;
             if dialect == Dialect::Postgres {
                 // Every limit this send is counted against, locked in one order (no

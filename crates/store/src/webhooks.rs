@@ -19,7 +19,7 @@ use crate::list::account_scope;
 use crate::sql::{Q, args};
 use crate::transmissions::ts;
 use crate::users::CAS_TRIES;
-use crate::{Dialect, Json, JsonMap, Page, Store, StoreError, StoreResult, on_pool};
+use crate::{Dialect, Json, JsonMap, Page, Store, StoreError, StoreResult, on_pool, on_writer};
 
 /// How long another node's endpoint change may take to be seen here. Changes through this
 /// process are seen at once.
@@ -361,7 +361,7 @@ impl Store {
         }
         q.push(") RETURNING *");
         let rows: Vec<WebhookDelivery> =
-            on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_all(p).await)?;
+            on_writer!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_all(p).await)?;
         if rows.is_empty() {
             return Ok(vec![]);
         }
@@ -379,7 +379,7 @@ impl Store {
         }
         e.push(")");
         let endpoints: Vec<WebhookEndpoint> =
-            on_pool!(self, p => sqlx::query_as_with(e.sql(), args(p, &e)).persistent(false).fetch_all(p).await)?;
+            on_writer!(self, p => sqlx::query_as_with(e.sql(), args(p, &e)).persistent(false).fetch_all(p).await)?;
         let by_id: std::collections::HashMap<i64, WebhookEndpoint> = endpoints.into_iter().map(|e| (e.id, e)).collect();
         Ok(rows
             .into_iter()
