@@ -63,19 +63,56 @@ async fn completed(app: &App, token: &str, callout: i64) -> Value {
     .await
 }
 
+/// What the fake's callees did so far.
+async fn calls_of(app: &App, base_url: &str) -> Value {
+    app.client
+        .get(format!("{base_url}/_calls"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Upload `audio` as a WAV recording named `name`; its id.
+async fn upload_recording(app: &App, token: &str, name: &str, audio: &[u8]) -> i64 {
+    let upload = reqwest::multipart::Form::new().text("name", name.to_string()).part(
+        "file",
+        reqwest::multipart::Part::bytes(audio.to_vec())
+            .mime_str("audio/wav")
+            .unwrap()
+            .file_name(format!("{name}.wav")),
+    );
+    let r = Resp::from(
+        app.client
+            .post(app.url("/api/recordings"))
+            .bearer_auth(token)
+            .multipart(upload)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_status(&r, StatusCode::CREATED, "recording");
+    r.body["id"].as_i64().unwrap()
+}
+
+/// The URL of the first `<Play>` in `twiml`.
+fn play_url(twiml: &str) -> String {
+    twiml
+        .split("<Play>")
+        .nth(1)
+        .and_then(|t| t.split("</Play>").next())
+        .unwrap_or_else(|| panic!("no <Play> in {twiml}"))
+        .to_string()
+}
+
 /// What the fake's callees did, once `n` calls have ended (it writes a call down after
 /// its last callback).
 async fn fake_calls(app: &App, base_url: &str, n: usize) -> Value {
     eventually(20, "the fake's calls", || async {
-        let calls: Value = app
-            .client
-            .get(format!("{base_url}/_calls"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let calls = calls_of(app, base_url).await;
         (calls.as_array().unwrap().len() >= n).then_some(calls)
     })
     .await
@@ -486,25 +523,7 @@ both_backends_with_engine!(
 
         // …or an uploaded recording, which sauti serves to the provider at an unguessable URL.
         let audio = wav(800);
-        let upload = reqwest::multipart::Form::new().text("name", "greeting").part(
-            "file",
-            reqwest::multipart::Part::bytes(audio.clone())
-                .mime_str("audio/wav")
-                .unwrap()
-                .file_name("greeting.wav"),
-        );
-        let r = Resp::from(
-            app.client
-                .post(app.url("/api/recordings"))
-                .bearer_auth(tok)
-                .multipart(upload)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_status(&r, StatusCode::CREATED, "recording");
-        let recording = r.body["id"].as_i64().unwrap();
+        let recording = upload_recording(&app, tok, "greeting", &audio).await;
         let r = app
             .post(
                 "/api/callouts",
@@ -518,12 +537,7 @@ both_backends_with_engine!(
         completed(&app, tok, recorded).await;
         let calls = fake_calls(&app, &base_url, 8).await;
         let twiml = calls.as_array().unwrap()[7]["twiml"].as_str().unwrap().to_string();
-        let play = twiml
-            .split("<Play>")
-            .nth(1)
-            .and_then(|t| t.split("</Play>").next())
-            .unwrap()
-            .to_string();
+        let play = play_url(&twiml);
         assert!(
             play.starts_with(&format!("{}/twiml/calls/", app.base)) && play.contains("token="),
             "{twiml}"
@@ -616,15 +630,7 @@ both_backends_with_engine!(
 /// The TwiML the fake's callee got on its call to `to`.
 async fn twiml_heard(app: &App, base_url: &str, to: &str) -> String {
     eventually(30, "the call's TwiML", || async {
-        let calls: Value = app
-            .client
-            .get(format!("{base_url}/_calls"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let calls = calls_of(app, base_url).await;
         calls
             .as_array()
             .unwrap()
@@ -733,25 +739,7 @@ both_backends_with_engine!(single_voice_messages_and_voice_codes_are_calls, |app
     // An uploaded recording, served to the provider at the call's own URL; another
     // tenant cannot send it.
     let audio = wav(400);
-    let upload = reqwest::multipart::Form::new().text("name", "siren").part(
-        "file",
-        reqwest::multipart::Part::bytes(audio.clone())
-            .mime_str("audio/wav")
-            .unwrap()
-            .file_name("siren.wav"),
-    );
-    let r = Resp::from(
-        app.client
-            .post(app.url("/api/recordings"))
-            .bearer_auth(tok)
-            .multipart(upload)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_status(&r, StatusCode::CREATED, "recording");
-    let recording = r.body["id"].as_i64().unwrap();
+    let recording = upload_recording(&app, tok, "siren", &audio).await;
     let stranger = app.tenant("Stranger").await;
     let r = app
         .post(
@@ -770,12 +758,7 @@ both_backends_with_engine!(single_voice_messages_and_voice_codes_are_calls, |app
         .await;
     assert_status(&r, StatusCode::CREATED, "recording message");
     let twiml = twiml_heard(&app, &base_url, "+254712000061").await;
-    let play = twiml
-        .split("<Play>")
-        .nth(1)
-        .and_then(|t| t.split("</Play>").next())
-        .unwrap()
-        .to_string();
+    let play = play_url(&twiml);
     let got = app.client.get(&play).send().await.unwrap();
     assert_eq!(got.status(), StatusCode::OK, "{play}");
     assert_eq!(got.bytes().await.unwrap().to_vec(), audio);

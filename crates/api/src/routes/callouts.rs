@@ -290,21 +290,15 @@ async fn apply(
     {
         errors.add("stop_at", "must be after start_at");
     }
-    if let Some(f) = &c.call_flow_logic
-        && !CALL_FLOWS.contains(&f.as_str())
-    {
-        errors.add("call_flow_logic", format!("must be one of: {}", CALL_FLOWS.join(", ")));
-    }
-    if let Some(u) = &c.audio_url
-        && !is_http_url(u)
-    {
-        errors.add("audio_url", "must be an http(s) URL");
-    }
-    if let Some(id) = c.recording_id
-        && st.store.get_recording(account_id, id).await?.is_none()
-    {
-        errors.add("recording_id", "does not exist");
-    }
+    check_call_audio(
+        st,
+        account_id,
+        c.call_flow_logic.as_deref(),
+        c.audio_url.as_deref(),
+        c.recording_id,
+        &mut errors,
+    )
+    .await?;
     if c.text_id.is_some() && c.body.is_some() {
         errors.add("body", "give either body or text_id, not both");
     }
@@ -355,16 +349,39 @@ async fn apply(
     Ok(metadata)
 }
 
-/// Whether `u` is an absolute http(s) URL (audio a provider can fetch).
-pub(crate) fn is_http_url(u: &str) -> bool {
-    url::Url::parse(u).is_ok_and(|u| ["http", "https"].contains(&u.scheme()))
+/// The call flow and audio of a call (a callout's, or a voice message's own): a flow
+/// sauti runs, audio a provider can fetch, a recording of the account.
+pub(crate) async fn check_call_audio(
+    st: &AppState,
+    account_id: i64,
+    flow: Option<&str>,
+    audio_url: Option<&str>,
+    recording_id: Option<i64>,
+    errors: &mut ValidationErrors,
+) -> ApiResult<()> {
+    if let Some(f) = flow
+        && !CALL_FLOWS.contains(&f)
+    {
+        errors.add("call_flow_logic", format!("must be one of: {}", CALL_FLOWS.join(", ")));
+    }
+    if let Some(u) = audio_url
+        && !url::Url::parse(u).is_ok_and(|u| ["http", "https"].contains(&u.scheme()))
+    {
+        errors.add("audio_url", "must be an http(s) URL");
+    }
+    if let Some(id) = recording_id
+        && st.store.get_recording(account_id, id).await?.is_none()
+    {
+        errors.add("recording_id", "does not exist");
+    }
+    Ok(())
 }
 
-/// What a voice callout's call flow needs: audio to play, text to say, sane `Gather`
-/// settings (the provider would reject the TwiML, or wait forever, otherwise).
-fn check_voice(c: &Callout, has_text: bool, errors: &mut ValidationErrors) {
-    match c.call_flow_logic.as_deref() {
-        Some("CallFlowLogic::PlayMessage") if c.audio_url.is_none() && c.recording_id.is_none() => errors.add(
+/// What a call flow needs to run: audio to play (`PlayMessage`), text to say (`Say`,
+/// `Gather`).
+pub(crate) fn check_call_content(flow: Option<&str>, has_audio: bool, has_text: bool, errors: &mut ValidationErrors) {
+    match flow {
+        Some("CallFlowLogic::PlayMessage") if !has_audio => errors.add(
             "audio_url",
             "can't be blank for PlayMessage (give audio_url or recording_id)",
         ),
@@ -373,6 +390,17 @@ fn check_voice(c: &Callout, has_text: bool, errors: &mut ValidationErrors) {
         }
         _ => {}
     }
+}
+
+/// What a voice callout's call flow needs: audio to play, text to say, sane `Gather`
+/// settings (the provider would reject the TwiML, or wait forever, otherwise).
+fn check_voice(c: &Callout, has_text: bool, errors: &mut ValidationErrors) {
+    check_call_content(
+        c.call_flow_logic.as_deref(),
+        c.audio_url.is_some() || c.recording_id.is_some(),
+        has_text,
+        errors,
+    );
     if c.call_flow_logic.as_deref() != Some("CallFlowLogic::Gather") {
         return;
     }

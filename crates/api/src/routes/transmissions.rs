@@ -257,15 +257,15 @@ impl TransmissionInput {
         let body = body.unwrap_or_default();
         let mut call_flow_logic = None;
         if channel != "voice" {
-            for (field, given) in [
-                ("call_flow_logic", self.call_flow_logic.is_some()),
-                ("audio_url", self.audio_url.is_some()),
-                ("recording_id", self.recording_id.is_some()),
-            ] {
-                if given {
-                    errors.add(field, "is for voice messages");
-                }
-            }
+            refuse_given(
+                &mut errors,
+                &[
+                    ("call_flow_logic", self.call_flow_logic.is_some()),
+                    ("audio_url", self.audio_url.is_some()),
+                    ("recording_id", self.recording_id.is_some()),
+                ],
+                "is for voice messages",
+            );
         }
         match channel {
             "voice" => call_flow_logic = Some(self.check_voice(st, account_id, &body, &mut errors).await?),
@@ -372,52 +372,46 @@ impl TransmissionInput {
         body: &str,
         errors: &mut ValidationErrors,
     ) -> ApiResult<String> {
-        for (field, given) in [
-            ("subject", self.subject.is_some()),
-            ("html", self.html.is_some()),
-            ("template_id", self.template_id.is_some()),
-        ] {
-            if given {
-                errors.add(field, "is for email, not voice");
-            }
-        }
+        refuse_given(
+            errors,
+            &[
+                ("subject", self.subject.is_some()),
+                ("html", self.html.is_some()),
+                ("template_id", self.template_id.is_some()),
+            ],
+            "is for email, not voice",
+        );
+        let has_audio = self.audio_url.is_some() || self.recording_id.is_some();
         let flow = self.call_flow_logic.clone().unwrap_or_else(|| {
-            if self.audio_url.is_some() || self.recording_id.is_some() {
+            if has_audio {
                 "CallFlowLogic::PlayMessage".into()
             } else {
                 "CallFlowLogic::Say".into()
             }
         });
-        if !super::callouts::CALL_FLOWS.contains(&flow.as_str()) {
-            errors.add(
-                "call_flow_logic",
-                format!("must be one of: {}", super::callouts::CALL_FLOWS.join(", ")),
-            );
-        }
-        if let Some(u) = &self.audio_url
-            && !super::callouts::is_http_url(u)
-        {
-            errors.add("audio_url", "must be an http(s) URL");
-        }
-        if let Some(id) = self.recording_id
-            && st.store.get_recording(account_id, id).await?.is_none()
-        {
-            errors.add("recording_id", "does not exist");
-        }
-        match flow.as_str() {
-            "CallFlowLogic::PlayMessage" if self.audio_url.is_none() && self.recording_id.is_none() => errors.add(
-                "audio_url",
-                "can't be blank for PlayMessage (give audio_url or recording_id)",
-            ),
-            "CallFlowLogic::Say" | "CallFlowLogic::Gather" if body.trim().is_empty() => {
-                errors.add("body", "can't be blank for Say and Gather (give body or text_id)")
-            }
-            _ => {}
-        }
+        super::callouts::check_call_audio(
+            st,
+            account_id,
+            Some(&flow),
+            self.audio_url.as_deref(),
+            self.recording_id,
+            errors,
+        )
+        .await?;
+        super::callouts::check_call_content(Some(&flow), has_audio, !body.trim().is_empty(), errors);
         if body.chars().count() > MAX_SPOKEN_CHARS {
             errors.add("body", format!("is too long (at most {MAX_SPOKEN_CHARS} characters)"));
         }
         Ok(flow)
+    }
+}
+
+/// `message` on each field that was given although it does not apply.
+fn refuse_given(errors: &mut ValidationErrors, fields: &[(&str, bool)], message: &str) {
+    for (field, given) in fields {
+        if *given {
+            errors.add(*field, message);
+        }
     }
 }
 
