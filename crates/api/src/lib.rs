@@ -8,7 +8,6 @@
 pub mod admin;
 mod audio;
 mod auth;
-mod blobs;
 pub mod contact_csv;
 mod error;
 mod extract;
@@ -45,6 +44,9 @@ pub struct ApiConfig {
     pub logo_limit_bytes: u64,
     /// Largest voice recording (`POST /api/recordings`, `PUT /api/recordings/{id}/media`).
     pub recording_limit_bytes: u64,
+    /// Most bytes of files one email template carries in all
+    /// (`POST /api/templates/{id}/attachments`); also bounds one file.
+    pub attachment_limit_bytes: u64,
     /// Where uploads wait to be processed (`<data_dir>/imports`) and uploaded images and
     /// recordings are kept (`<data_dir>/blobs`).
     pub data_dir: std::path::PathBuf,
@@ -77,6 +79,9 @@ impl Default for ApiConfig {
             import_limit_bytes: 2 * 1024 * 1024 * 1024,
             logo_limit_bytes: 2 * 1024 * 1024,
             recording_limit_bytes: 20 * 1024 * 1024,
+            // Base64 makes 15 MiB about 20 MB on the wire, under the 25 MB most mail
+            // servers accept.
+            attachment_limit_bytes: 15 * 1024 * 1024,
             data_dir: std::path::PathBuf::from("sauti-data"),
             auth_cache_ttl: Duration::from_secs(2),
             public_url: "http://127.0.0.1:8080".into(),

@@ -9,8 +9,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::AppState;
 use crate::routes::{
     access_tokens, accounts, batch_operations, callout_participations, callouts, clients, contact_imports, contacts,
-    content, groups, ops, phone_calls, providers, recordings, session, signups, transmissions, users, verifications,
-    webhook_endpoints,
+    content, groups, ops, phone_calls, providers, recordings, session, signups, template_attachments, transmissions,
+    users, verifications, webhook_endpoints,
 };
 
 /// Query parameters every list endpoint takes.
@@ -51,6 +51,8 @@ pub struct ListParams {
         providers::index, providers::create, providers::show, providers::update, providers::destroy,
         content::texts_index, content::texts_create, content::texts_show, content::texts_update, content::texts_destroy,
         content::templates_index, content::templates_create, content::templates_show, content::templates_update, content::templates_destroy,
+        template_attachments::index, template_attachments::create, template_attachments::show,
+        template_attachments::content, template_attachments::destroy,
         transmissions::index, transmissions::create, transmissions::show, transmissions::destroy,
         transmissions::create_event, transmissions::clone, transmissions::attempts, transmissions::results,
         webhook_endpoints::index, webhook_endpoints::create, webhook_endpoints::show, webhook_endpoints::update,

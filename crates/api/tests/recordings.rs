@@ -5,13 +5,19 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{App, Resp, assert_forbidden, assert_invalid, assert_not_found, assert_status, assert_timestamp};
+use common::{
+    App, Resp, assert_forbidden, assert_invalid, assert_not_found, assert_status, assert_timestamp, files_under,
+};
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
 use sauti_api::ApiConfig;
 use serde_json::{Value, json};
+
+fn config() -> ApiConfig {
+    common::test_api_config()
+}
 
 // ---------------------------------------------------------------------------------------
 // Audio to upload
@@ -222,71 +228,6 @@ fn ids(r: &Resp) -> Vec<i64> {
         .iter()
         .map(|v| v["id"].as_i64().unwrap())
         .collect()
-}
-
-/// A fresh directory for an app's `data_dir`, so a test can look at the blob files.
-fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sauti-recording-test-{}", sauti_core::secret::generate_token()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Files under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// Like `both_backends!`, for scenarios that need their own `ApiConfig`; each run gets a
-/// fresh `data_dir`, handed to the scenario so it can look at the files.
-macro_rules! both_backends_with {
-    ($name:ident, $config:expr, |$app:ident, $dir:ident| $body:expr) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn scenario($app: $crate::common::App, $dir: std::path::PathBuf) {
-                $body.await
-            }
-
-            async fn run(backend: sauti_store::testing::Backend) {
-                let dir = scratch_dir();
-                let config = ApiConfig {
-                    data_dir: dir.clone(),
-                    ..$config
-                };
-                if let Some(app) = $crate::common::App::start_with(backend, config).await {
-                    scenario(app, dir.clone()).await;
-                }
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                run(sauti_store::testing::Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                run(sauti_store::testing::Backend::Postgres).await;
-            }
-        }
-    };
-}
-
-fn config() -> ApiConfig {
-    common::test_api_config()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -144,6 +144,7 @@ impl Config {
         sauti_engine::EngineConfig {
             lease: self.lease,
             public_url: self.public_url.clone(),
+            data_dir: self.data_dir.clone(),
             ..Default::default()
         }
     }

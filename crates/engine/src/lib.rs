@@ -8,6 +8,7 @@
 //! becomes `ambiguous` and the transmission is settled by [`AmbiguousPolicy`].
 #![forbid(unsafe_code)]
 
+mod attachments;
 mod backoff;
 mod campaigns;
 mod registry;
@@ -76,6 +77,9 @@ pub struct EngineConfig {
     /// Where due work and campaign pacing read the time (tests move it on by hand).
     /// Leases and retry back-off run on the real clock.
     pub clock: clock::SharedClock,
+    /// The installation's data directory: emails read their templates' attachments from
+    /// its blob store (`<data_dir>/blobs`), where the API keeps them.
+    pub data_dir: std::path::PathBuf,
     /// How far ahead, and how much at once, the campaign pacer releases.
     pub pacing: sauti_store::PaceLimits,
 }
@@ -98,6 +102,7 @@ impl Default for EngineConfig {
             webhook_timeout: Duration::from_secs(15),
             secret_key: Arc::new(ServerKey::random()),
             clock: clock::system(),
+            data_dir: std::path::PathBuf::from("sauti-data"),
             pacing: sauti_store::PaceLimits::default(),
         }
     }
@@ -121,6 +126,7 @@ struct Inner {
     /// Woken when work may be due (a transmission was created, an outcome freed room).
     wake: Arc<Notify>,
     sink: mpsc::Sender<Event>,
+    attachments: attachments::AttachmentCache,
 }
 
 /// A running engine. Dropping it does not stop it; cancel the token given to
@@ -153,6 +159,7 @@ impl Engine {
             in_flight: AtomicUsize::new(0),
             wake,
             sink,
+            attachments: Default::default(),
         });
         let tasks = vec![
             tokio::spawn(dispatch_loop(inner.clone(), stop.clone())),
@@ -331,6 +338,7 @@ async fn dispatch_loop(inner: Arc<Inner>, stop: CancellationToken) {
                         }
                     }
                     let (pairs, mut codes) = with_codes(&inner, pairs).await;
+                    let (pairs, mut files) = attachments::with_attachments(&inner, pairs).await;
                     {
                         let mut pending = inner.pending.lock().unwrap_or_else(|e| e.into_inner());
                         for (t, a) in &pairs {
@@ -360,6 +368,9 @@ async fn dispatch_loop(inner: Arc<Inner>, stop: CancellationToken) {
                         let mut message = outbound(&t, &a);
                         if let Some(code) = codes.remove(&t.id) {
                             fill_code(&mut message, &code);
+                        }
+                        if let Some(files) = files.remove(&t.id) {
+                            message.attachments = files;
                         }
                         if entry.1.send(t.priority, message).await.is_err() {
                             tracing::error!(transmission_id = t.id, "adapter feeder stopped; the lease will expire");

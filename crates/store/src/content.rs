@@ -5,6 +5,7 @@ use sauti_core::clock;
 use sauti_core::filter::ListQuery;
 
 use crate::list::account_scope;
+use crate::sql::{Q, args};
 use crate::users::CAS_TRIES;
 use crate::{Json, JsonMap, Page, Store, StoreError, StoreResult, on_pool};
 
@@ -160,9 +161,140 @@ impl Store {
         Err(StoreError::Contended)
     }
 
-    pub async fn delete_template(&self, account_id: i64, id: i64) -> StoreResult<bool> {
+    /// Delete a template and its attachments' rows; `None` if there was no such template,
+    /// else the attachments' blobs, which are the caller's to remove.
+    pub async fn delete_template(&self, account_id: i64, id: i64) -> StoreResult<Option<Vec<String>>> {
+        let blobs_sql = "DELETE FROM template_attachments WHERE account_id = $1 AND template_id = $2 RETURNING blob";
         let sql = "DELETE FROM templates WHERE account_id = $1 AND id = $2";
-        let n = on_pool!(self, p => sqlx::query(sql).bind(account_id).bind(id).execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
+        Ok(on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            let blobs: Vec<(String,)> = sqlx::query_as(blobs_sql).bind(account_id).bind(id).fetch_all(&mut *tx).await?;
+            let n = sqlx::query(sql).bind(account_id).bind(id).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            (n == 1).then(|| blobs.into_iter().map(|(b,)| b).collect())
+        }))
+    }
+}
+
+/// A file an email template carries. Its bytes are a file in the blob store, named by
+/// `blob`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TemplateAttachment {
+    pub id: i64,
+    pub account_id: i64,
+    pub template_id: i64,
+    /// The name the file has in the email.
+    pub file_name: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    /// Never shown to callers: it names a file on the server.
+    pub blob: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Bounds on what one template carries, so an email stays one most mail servers accept.
+#[derive(Debug, Clone, Copy)]
+pub struct AttachmentLimits {
+    pub max_count: i64,
+    pub max_total_bytes: i64,
+}
+
+/// Why an attachment was not added.
+#[derive(Debug)]
+pub enum AttachOutcome {
+    Added(TemplateAttachment),
+    /// No such template in the account.
+    NoTemplate,
+    /// The template already carries `max_count` files, or this one would take it past
+    /// `max_total_bytes`.
+    Full,
+}
+
+impl Store {
+    /// Add `a` to its template, unless that takes the template past `limits`; the check
+    /// and the insert are one statement.
+    pub async fn add_template_attachment(
+        &self,
+        a: &TemplateAttachment,
+        limits: AttachmentLimits,
+    ) -> StoreResult<AttachOutcome> {
+        if self.get_template(a.account_id, a.template_id).await?.is_none() {
+            return Ok(AttachOutcome::NoTemplate);
+        }
+        let sql = "INSERT INTO template_attachments (account_id, template_id, file_name, content_type, size_bytes, blob, created_at) \
+                   SELECT $1, $2, $3, $4, $5, $6, $7 FROM templates t WHERE t.account_id = $1 AND t.id = $2 \
+                   AND (SELECT COUNT(*) FROM template_attachments WHERE template_id = $2) < $8 \
+                   AND (SELECT COALESCE(SUM(size_bytes), 0) FROM template_attachments WHERE template_id = $2) + $5 <= $9 \
+                   RETURNING *";
+        let row: Option<TemplateAttachment> = on_pool!(self, p => sqlx::query_as(sql)
+            .bind(a.account_id)
+            .bind(a.template_id)
+            .bind(&a.file_name)
+            .bind(&a.content_type)
+            .bind(a.size_bytes)
+            .bind(&a.blob)
+            .bind(clock::now())
+            .bind(limits.max_count)
+            .bind(limits.max_total_bytes)
+            .fetch_optional(p)
+            .await)?;
+        Ok(match row {
+            Some(r) => AttachOutcome::Added(r),
+            // The template was there a moment ago; gone now, or full.
+            None if self.get_template(a.account_id, a.template_id).await?.is_none() => AttachOutcome::NoTemplate,
+            None => AttachOutcome::Full,
+        })
+    }
+
+    /// The attachments of the templates `template_ids`, in upload order; only those of
+    /// `account_id` when it is given (the engine asks across accounts and checks each one
+    /// against its message's account).
+    pub async fn template_attachments(
+        &self,
+        account_id: Option<i64>,
+        template_ids: &[i64],
+    ) -> StoreResult<Vec<TemplateAttachment>> {
+        if template_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut q = Q::new(self.dialect());
+        q.push("SELECT * FROM template_attachments WHERE template_id IN (");
+        for (i, id) in template_ids.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.int(*id);
+        }
+        q.push(")");
+        if let Some(account_id) = account_id {
+            q.push(" AND account_id = ").int(account_id);
+        }
+        q.push(" ORDER BY template_id, id");
+        Ok(on_pool!(self, p => sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_all(p).await)?)
+    }
+
+    pub async fn get_template_attachment(
+        &self,
+        account_id: i64,
+        template_id: i64,
+        id: i64,
+    ) -> StoreResult<Option<TemplateAttachment>> {
+        let sql = "SELECT * FROM template_attachments WHERE account_id = $1 AND template_id = $2 AND id = $3";
+        Ok(
+            on_pool!(self, p => sqlx::query_as(sql).bind(account_id).bind(template_id).bind(id).fetch_optional(p).await)?,
+        )
+    }
+
+    /// Remove one attachment; returns it (its blob is the caller's to remove).
+    pub async fn delete_template_attachment(
+        &self,
+        account_id: i64,
+        template_id: i64,
+        id: i64,
+    ) -> StoreResult<Option<TemplateAttachment>> {
+        let sql = "DELETE FROM template_attachments WHERE account_id = $1 AND template_id = $2 AND id = $3 RETURNING *";
+        Ok(
+            on_pool!(self, p => sqlx::query_as(sql).bind(account_id).bind(template_id).bind(id).fetch_optional(p).await)?,
+        )
     }
 }

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+pub mod blobs;
 pub mod callouts;
 pub mod calls;
 mod clients;
@@ -43,7 +44,7 @@ pub use callouts::{
 pub use calls::{CallEvent, CallStatusIn, PhoneCall};
 pub use clients::Client;
 pub use contacts::{Contact, ContactFields, ContactScope};
-pub use content::{Template, Text};
+pub use content::{AttachOutcome, AttachmentLimits, Template, TemplateAttachment, Text};
 pub use delivery::{Outcome, ReceiptIn, ReceiptMatch, Settle};
 pub use error::{StoreError, StoreResult};
 pub use groups::{Group, NewGroup};

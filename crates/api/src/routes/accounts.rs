@@ -403,7 +403,10 @@ pub async fn destroy(auth: Authed<AccountsAdminWrite>, State(st): State<AppState
     }
     // Its rows are gone with it; its uploaded files (client logos) go too. Best effort:
     // nothing can reach them any more, so a failure only leaves litter for the operator.
-    if let Err(e) = crate::blobs::Blobs::new(&st.config.data_dir).delete_account(id).await {
+    if let Err(e) = sauti_store::blobs::Blobs::new(&st.config.data_dir)
+        .delete_account(id)
+        .await
+    {
         tracing::warn!(error = %e, account = id, "removing a deleted account's files");
     }
     Ok(no_content("/api/accounts".into()))

@@ -19,13 +19,13 @@ use serde::{Deserialize, Serialize};
 use super::contacts::{contacts_page, contacts_query};
 use super::{MetadataPatch, created, no_content, set};
 use crate::auth::{Authed, ClientsRead, ClientsWrite, ContactsRead};
-use crate::blobs::Blobs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Id, JsonBody, RawQuery};
 use crate::image::ImageType;
 use crate::pagination::list_response;
 use crate::wire::{double_option, ts};
 use crate::{ApiConfig, AppState};
+use sauti_store::blobs::Blobs;
 
 pub const SPEC: ResourceSpec = ResourceSpec {
     sortable: &["id", "created_at", "updated_at", "company_name", "external_client_id"],
@@ -665,7 +665,7 @@ pub(crate) async fn blob_image(st: &AppState, account_id: i64, name: &str) -> Ap
 
 /// An uploaded file of `account_id` as a response with `mime`, the type sniffed when it
 /// was uploaded: private, never re-sniffed by a browser. 404 when its file is gone.
-pub(crate) async fn serve_blob(st: &AppState, account_id: i64, name: &str, mime: &'static str) -> ApiResult<Response> {
+pub(crate) async fn serve_blob(st: &AppState, account_id: i64, name: &str, mime: &str) -> ApiResult<Response> {
     let bytes = Blobs::new(&st.config.data_dir)
         .read(account_id, name)
         .await
@@ -678,7 +678,8 @@ pub(crate) async fn serve_blob(st: &AppState, account_id: i64, name: &str, mime:
         })?;
     let mut resp = bytes.into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    let mime = HeaderValue::from_str(mime).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::CONTENT_TYPE, mime);
     // Served behind a token, and the same URL serves the next upload too.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     // User-uploaded bytes: a browser must take them as the sniffed type, nothing else.

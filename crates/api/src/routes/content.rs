@@ -1,5 +1,6 @@
 //! `/api/texts` (SMS bodies) and `/api/templates` (email: subject, HTML, plain
-//! alternative), ICTCore's Message section in the native style.
+//! alternative, attachments in `template_attachments.rs`), ICTCore's Message section in
+//! the native style.
 
 use axum::extract::State;
 use axum::http::Uri;
@@ -7,12 +8,14 @@ use axum::response::Response;
 use sauti_core::ValidationErrors;
 use sauti_core::filter::{FieldKind, FieldSpec, ResourceSpec};
 use sauti_store::transmissions::ts;
-use sauti_store::{Json, JsonMap, Template, Text};
+use sauti_store::{Json, JsonMap, Template, TemplateAttachment, Text};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use std::sync::atomic::AtomicBool;
 
+use super::clients::discard_blob;
+use super::template_attachments::AttachmentBody;
 use super::{MetadataPatch, changed_concurrently, created, no_content, patch_fresh};
 use crate::AppState;
 use crate::auth::{Authed, TemplatesRead, TemplatesWrite, TextsRead, TextsWrite};
@@ -48,7 +51,14 @@ fn text_body(t: &Text) -> Value {
     })
 }
 
-fn template_body(t: &Template) -> Value {
+/// A template as the API shows it, with the files it carries (`attachments` holds every
+/// row of `attachments` that belongs to it).
+fn template_body(t: &Template, attachments: &[TemplateAttachment]) -> Value {
+    let mine: Vec<AttachmentBody> = attachments
+        .iter()
+        .filter(|a| a.template_id == t.id)
+        .map(AttachmentBody::from)
+        .collect();
     json!({
         "id": t.id,
         "name": t.name,
@@ -56,6 +66,7 @@ fn template_body(t: &Template) -> Value {
         "subject": t.subject,
         "body": t.body,
         "body_alt": t.body_alt,
+        "attachments": mine,
         "metadata": t.metadata.0,
         "created_at": ts(&t.created_at),
         "updated_at": ts(&t.updated_at),
@@ -287,7 +298,14 @@ pub async fn templates_index(
 ) -> ApiResult<Response> {
     let q = raw.list_query(&SPEC)?;
     let page = st.store.list_templates(auth.account_id, &q).await?;
-    Ok(list_response(&uri, &raw.0, &q, page.map(|t| template_body(&t))))
+    let ids: Vec<i64> = page.items.iter().map(|t| t.id).collect();
+    let attachments = st.store.template_attachments(Some(auth.account_id), &ids).await?;
+    Ok(list_response(
+        &uri,
+        &raw.0,
+        &q,
+        page.map(|t| template_body(&t, &attachments)),
+    ))
 }
 
 /// Create an email template.
@@ -304,7 +322,7 @@ pub async fn templates_create(
     let mut t = new_template(auth.account_id);
     input.apply(&mut t)?;
     let t = st.store.create_template(&t).await?;
-    Ok(created(format!("/api/templates/{}", t.id), template_body(&t)))
+    Ok(created(format!("/api/templates/{}", t.id), template_body(&t, &[])))
 }
 
 /// Retrieve an email template.
@@ -321,7 +339,8 @@ pub async fn templates_show(
         .get_template(auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(axum::Json(template_body(&t)))
+    let attachments = st.store.template_attachments(Some(auth.account_id), &[id]).await?;
+    Ok(axum::Json(template_body(&t, &attachments)))
 }
 
 /// Update an email template.
@@ -353,7 +372,8 @@ pub async fn templates_update(
     Ok(no_content(format!("/api/templates/{id}")))
 }
 
-/// Delete an email template.
+/// Delete an email template and its attachments (emails already sent keep what they
+/// carried; emails not yet sent leave without them).
 #[utoipa::path(delete, path = "/api/templates/{id}", operation_id = "templates_destroy", tag = "content", security(("bearer" = [])), params(("id" = i64, Path)), responses(
     (status = 204, description = "Deleted"), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
 ))]
@@ -362,8 +382,13 @@ pub async fn templates_destroy(
     State(st): State<AppState>,
     Id(id): Id,
 ) -> ApiResult<Response> {
-    if !st.store.delete_template(auth.account_id, id).await? {
-        return Err(ApiError::NotFound);
+    let blobs = st
+        .store
+        .delete_template(auth.account_id, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    for blob in blobs {
+        discard_blob(&st, auth.account_id, &blob).await;
     }
     Ok(no_content("/api/templates".into()))
 }

@@ -17,6 +17,7 @@ pub mod providers;
 pub mod recordings;
 pub mod session;
 pub mod signups;
+pub mod template_attachments;
 pub mod transmissions;
 pub mod twiml;
 pub mod users;
@@ -150,6 +151,24 @@ pub fn router(state: AppState) -> Router {
             get(content::templates_show)
                 .patch(content::templates_update)
                 .delete(content::templates_destroy),
+        )
+        .route(
+            "/api/templates/{id}/attachments",
+            get(template_attachments::index)
+                .post(template_attachments::create)
+                // Files are held to `attachment_limit_bytes` as they are read; this bounds
+                // the multipart framing around them.
+                .layer(DefaultBodyLimit::max(template_attachments::attachment_body_limit(
+                    &state.config,
+                ))),
+        )
+        .route(
+            "/api/templates/{id}/attachments/{attachment_id}",
+            get(template_attachments::show).delete(template_attachments::destroy),
+        )
+        .route(
+            "/api/templates/{id}/attachments/{attachment_id}/content",
+            get(template_attachments::content),
         )
         .route(
             "/api/transmissions",

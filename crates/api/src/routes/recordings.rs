@@ -18,12 +18,12 @@ use super::clients::{MULTIPART_SLACK, discard_blob, into_inner, lock, multipart_
 use super::{MetadataPatch, created, metadata_object, no_content};
 use crate::audio::{Audio, AudioType};
 use crate::auth::{Authed, RecordingsRead, RecordingsWrite};
-use crate::blobs::Blobs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Id, JsonBody, NUL_MESSAGE, RawQuery, has_nul};
 use crate::pagination::list_response;
 use crate::wire::{double_option, ts};
 use crate::{ApiConfig, AppState};
+use sauti_store::blobs::Blobs;
 
 pub const SPEC: ResourceSpec = ResourceSpec {
     sortable: &["id", "created_at", "updated_at", "name", "size_bytes", "duration_ms"],
@@ -205,7 +205,7 @@ fn form_metadata(text: Option<String>, errors: &mut ValidationErrors) -> Option<
     }
 }
 
-fn content_type_essence(req: &Request) -> String {
+pub(crate) fn content_type_essence(req: &Request) -> String {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)

@@ -18,12 +18,12 @@ use super::clients::{MULTIPART_SLACK, NOT_AN_IMAGE, blob_image, discard_blob, mu
 use super::created;
 use super::verifications::{self, VerificationInput, normalize_to};
 use crate::auth::{AnyToken, Authed, SignupsRead, SignupsWrite};
-use crate::blobs::Blobs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ClientIp, Id, JsonBody, RawQuery};
 use crate::image::ImageType;
 use crate::pagination::list_response;
 use crate::{ApiConfig, AppState};
+use sauti_store::blobs::Blobs;
 
 pub const SPEC: sauti_core::filter::ResourceSpec = sauti_core::filter::ResourceSpec {
     sortable: &["id", "created_at", "updated_at", "status"],

@@ -147,12 +147,15 @@ impl App {
         config.public_url = base.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let secret_key = config.secret_key.clone();
+        let data_dir = config.data_dir.clone();
         let state = AppState::new(store.clone(), config);
         let engine = engine.map(|make| {
             let stop = tokio_util::sync::CancellationToken::new();
             // One installation, one key: the engine writes the codes the API checks.
+            // One installation, one data directory: the engine reads the files the API keeps.
             let engine_config = sauti_engine::EngineConfig {
                 secret_key: secret_key.clone(),
+                data_dir: data_dir.clone(),
                 ..make(&base)
             };
             let e = sauti_engine::Engine::start(store.clone(), engine_config, state.wake.clone(), stop.clone());
@@ -314,6 +317,93 @@ where
     }
 }
 
+/// A fresh directory for an app's `data_dir`, so a test can look at the blob files.
+pub fn scratch_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sauti-test-data-{}", sauti_core::secret::generate_token()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Files under `dir`, recursively.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Like `both_backends!`, for scenarios that need their own `ApiConfig`; each run gets a
+/// fresh `data_dir`, handed to the scenario so it can look at the files.
+#[macro_export]
+macro_rules! both_backends_with {
+    ($name:ident, $config:expr, |$app:ident, $dir:ident| $body:expr) => {
+        $crate::both_backends_in_dir!(
+            None::<fn(&str) -> sauti_engine::EngineConfig>,
+            $name,
+            $config,
+            |$app, $dir| $body
+        );
+    };
+}
+
+/// `both_backends_with!` with the delivery engine running beside the server.
+#[macro_export]
+macro_rules! both_backends_with_engine_and {
+    ($name:ident, $config:expr, |$app:ident, $dir:ident| $body:expr) => {
+        $crate::both_backends_in_dir!(
+            Some($crate::common::test_engine_config),
+            $name,
+            $config,
+            |$app, $dir| $body
+        );
+    };
+}
+
+#[macro_export]
+macro_rules! both_backends_in_dir {
+    ($engine:expr, $name:ident, $config:expr, |$app:ident, $dir:ident| $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn scenario($app: $crate::common::App, $dir: std::path::PathBuf) {
+                $body.await
+            }
+
+            async fn run(backend: sauti_store::testing::Backend) {
+                let dir = $crate::common::scratch_dir();
+                let config = sauti_api::ApiConfig {
+                    data_dir: dir.clone(),
+                    ..$config
+                };
+                if let Some(app) = $crate::common::App::start_full(backend, config, $engine).await {
+                    scenario(app, dir.clone()).await;
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(sauti_store::testing::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run(sauti_store::testing::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
 #[macro_export]
 macro_rules! both_backends {
     ($name:ident, |$app:ident| $body:expr) => {
@@ -433,6 +523,18 @@ fn repo() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The test peers' Python (a venv with aiosmtpd and twilio, made by
+/// `scripts/install-test-peers`).
+pub fn peer_python() -> std::path::PathBuf {
+    let python = repo().join(".peers/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-test-peers",
+        python.display()
+    );
+    python
+}
+
 /// Start `peers/fake_twilio.py` (a Twilio-compatible provider that signs what it sends
 /// with the official `twilio` package) with auth token `token`; its base URL once it
 /// listens. `callback_delay` (seconds) is how long it waits before each callback: long
@@ -440,13 +542,7 @@ fn repo() -> std::path::PathBuf {
 /// provider.
 pub async fn fake_twilio(token: &str, callback_delay: &str) -> (tokio::process::Child, String) {
     use tokio::io::AsyncBufReadExt;
-    let python = repo().join(".peers/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-test-peers",
-        python.display()
-    );
-    let mut child = tokio::process::Command::new(python)
+    let mut child = tokio::process::Command::new(peer_python())
         .arg(repo().join("peers/fake_twilio.py"))
         .args(["--port", "0", "--account-sid", "AC0123", "--auth-token", token])
         .env("FAKE_TWILIO_CALLBACK_DELAY", callback_delay)
