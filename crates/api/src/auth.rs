@@ -17,6 +17,7 @@ use sauti_core::{Permission, clock, secret};
 use sauti_store::Principal;
 
 use crate::AppState;
+use crate::cache::TtlCache;
 use crate::error::ApiError;
 
 /// The outcome of reading the credential, stored in request extensions by [`resolve`].
@@ -71,54 +72,9 @@ fn token_from_headers(headers: &HeaderMap) -> Result<Option<String>, &'static st
     }
 }
 
-/// Recently resolved tokens, so a busy client does not cost a database round trip per
-/// request. Entries live `ttl`; any successful write to tokens, users or accounts through
-/// this process clears the cache at once, so revocation here is immediate and revocation
-/// through another node takes effect within `ttl`.
-pub(crate) struct AuthCache {
-    ttl: std::time::Duration,
-    entries: std::sync::RwLock<std::collections::HashMap<String, CachedCaller>>,
-}
-
-/// A resolved token: when it was read, when it expires, and the parsed caller.
-type CachedCaller = (
-    std::time::Instant,
-    Option<chrono::DateTime<chrono::Utc>>,
-    std::sync::Arc<Caller>,
-);
-
-/// Bound on cached tokens; past it the cache starts afresh.
-const AUTH_CACHE_MAX: usize = 100_000;
-
-impl AuthCache {
-    pub(crate) fn new(ttl: std::time::Duration) -> Self {
-        Self {
-            ttl,
-            entries: Default::default(),
-        }
-    }
-
-    fn get(&self, digest: &str) -> Option<Credential> {
-        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        let (_, expires_at, caller) = entries.get(digest).filter(|(at, _, _)| at.elapsed() < self.ttl)?;
-        Some(credential(*expires_at, caller.clone()))
-    }
-
-    fn put(&self, digest: String, expires_at: Option<chrono::DateTime<chrono::Utc>>, caller: std::sync::Arc<Caller>) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= AUTH_CACHE_MAX {
-            entries.clear();
-        }
-        entries.insert(digest, (std::time::Instant::now(), expires_at, caller));
-    }
-
-    pub(crate) fn clear(&self) {
-        self.entries.write().unwrap_or_else(|e| e.into_inner()).clear();
-    }
-}
+/// Recently resolved tokens (by digest): when each expires, and the parsed caller.
+/// Expiry is checked on every use, cached or not.
+pub(crate) type AuthCache = TtlCache<String, (Option<chrono::DateTime<chrono::Utc>>, std::sync::Arc<Caller>)>;
 
 /// Paths whose writes can revoke or change a credential.
 fn touches_credentials(path: &str) -> bool {
@@ -135,12 +91,12 @@ pub(crate) async fn resolve(State(state): State<AppState>, mut req: Request, nex
         Ok(Some(token)) => {
             let digest = secret::token_digest(&token);
             match state.auth_cache.get(&digest) {
-                Some(c) => c,
+                Some((expires_at, caller)) => credential(expires_at, caller),
                 None => match state.store.principal_for_digest(&digest).await {
                     Ok(Some(p)) => {
                         let expires_at = p.expires_at;
                         let caller = caller_from(p);
-                        state.auth_cache.put(digest, expires_at, caller.clone());
+                        state.auth_cache.put(digest, (expires_at, caller.clone()));
                         credential(expires_at, caller)
                     }
                     Ok(None) => Credential::Invalid("Invalid access token"),
@@ -154,7 +110,9 @@ pub(crate) async fn resolve(State(state): State<AppState>, mut req: Request, nex
         !matches!(*req.method(), Method::GET | Method::HEAD) && touches_credentials(req.uri().path());
     let resp = next.run(req).await;
     if writes_credentials && resp.status().is_success() {
+        // Account writes change settings as well as who may call.
         state.auth_cache.clear();
+        state.accounts.clear();
     }
     resp
 }

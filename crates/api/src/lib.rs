@@ -8,12 +8,14 @@
 pub mod admin;
 mod audio;
 mod auth;
+mod cache;
 pub mod contact_csv;
 mod error;
 mod extract;
 mod idempotency;
 mod image;
 mod inserts;
+mod lookups;
 mod metrics;
 pub mod openapi;
 mod pagination;
@@ -99,20 +101,26 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     metrics: Arc<metrics::HttpMetrics>,
     auth_cache: Arc<auth::AuthCache>,
+    /// Accounts as the hot paths read them (default country, limits): cached like tokens.
+    accounts: Arc<cache::TtlCache<i64, Arc<sauti_store::Account>>>,
     rate_limiter: Option<Arc<rate_limit::Limiter>>,
     /// Notified when new work may be due, so the engine in this process starts at once
     /// instead of at its next poll.
     pub wake: Arc<tokio::sync::Notify>,
     /// Group commit of `POST /api/transmissions`.
     inserts: Arc<inserts::Inserts>,
+    /// Batched contact look-ups of sends to raw numbers.
+    contacts_by_msisdn: Arc<lookups::ContactLookups>,
 }
 
 impl AppState {
     pub fn new(store: Store, config: ApiConfig) -> Self {
         Self {
             inserts: Arc::new(inserts::Inserts::new(store.clone())),
+            contacts_by_msisdn: Arc::new(lookups::ContactLookups::new(store.clone())),
             store,
             auth_cache: Arc::new(auth::AuthCache::new(config.auth_cache_ttl)),
+            accounts: Arc::new(cache::TtlCache::new(config.auth_cache_ttl)),
             rate_limiter: config
                 .rate_limit
                 .map(|limit| Arc::new(rate_limit::Limiter::new(limit, config.clock.clone()))),
@@ -120,6 +128,17 @@ impl AppState {
             metrics: Arc::new(metrics::HttpMetrics::new()),
             wake: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// The caller's account for reading its settings, from the cache when it is fresh:
+    /// nearly every send reads it. Not for read-modify-write (that reads the row).
+    pub(crate) async fn account(&self, id: i64) -> error::ApiResult<Arc<sauti_store::Account>> {
+        if let Some(a) = self.accounts.get(&id) {
+            return Ok(a);
+        }
+        let a = Arc::new(self.store.get_account(id).await?.ok_or(error::ApiError::NotFound)?);
+        self.accounts.put(id, a.clone());
+        Ok(a)
     }
 }
 

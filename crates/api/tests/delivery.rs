@@ -118,6 +118,83 @@ both_backends_with_engine!(
     }
 );
 
+// Sends to raw numbers that arrive together are looked up together: each still gets its
+// own account's contact, or none.
+both_backends!(
+    concurrent_sends_to_raw_numbers_find_their_own_contacts,
+    |app| async move {
+        let a = app.tenant("Acme").await;
+        let b = app.tenant("Other").await;
+        let number = |i: usize| format!("+2547110{i:05}");
+        for i in (0..60).step_by(2) {
+            let r = app
+                .post(
+                    "/api/contacts",
+                    &a.token,
+                    json!({"msisdn": number(i), "first_name": format!("A{i}")}),
+                )
+                .await;
+            assert_status(&r, StatusCode::CREATED, "contact of a");
+        }
+        for i in (0..60).step_by(3) {
+            let r = app
+                .post(
+                    "/api/contacts",
+                    &b.token,
+                    json!({"msisdn": number(i), "first_name": format!("B{i}"), "opted_out": i % 2 == 1}),
+                )
+                .await;
+            assert_status(&r, StatusCode::CREATED, "contact of b");
+        }
+        let sends = (0..60).flat_map(|i| [(i, &a), (i, &b)]).map(|(i, t)| {
+            let app = &app;
+            async move {
+                let r = app
+                    .post(
+                        "/api/transmissions",
+                        &t.token,
+                        json!({"to": number(i), "body": "Hi {{first_name}}"}),
+                    )
+                    .await;
+                (i, t.account_id, r)
+            }
+        });
+        for (i, account, r) in futures::future::join_all(sends).await {
+            let (expected, opted_out) = if account == a.account_id {
+                (
+                    if i % 2 == 0 {
+                        format!("Hi A{i}")
+                    } else {
+                        "Hi ".to_string()
+                    },
+                    false,
+                )
+            } else {
+                (
+                    if i % 3 == 0 {
+                        format!("Hi B{i}")
+                    } else {
+                        "Hi ".to_string()
+                    },
+                    i % 3 == 0 && i % 2 == 1,
+                )
+            };
+            if opted_out {
+                assert_invalid(&r, "to", "opted out in b");
+                continue;
+            }
+            assert_status(&r, StatusCode::CREATED, "send");
+            assert_eq!(r.body["body"], expected.as_str(), "number {i} in account {account}");
+            assert_eq!(
+                r.body["contact_id"].is_null(),
+                expected == "Hi ",
+                "number {i} in account {account}"
+            );
+        }
+        app.stop().await;
+    }
+);
+
 both_backends_with_engine!(mistakes_are_refused_before_anything_is_queued, |app| async move {
     let t = app.tenant("Acme").await;
     let other = app.tenant("Other").await;

@@ -165,6 +165,28 @@ impl Store {
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(account_id).bind(msisdn).fetch_optional(p).await)?)
     }
 
+    /// The account's contacts among `msisdns` (E.164), in no particular order: one query
+    /// for many concurrent sends to raw numbers.
+    pub async fn find_contacts_by_msisdns(&self, account_id: i64, msisdns: &[&str]) -> StoreResult<Vec<Contact>> {
+        if msisdns.is_empty() {
+            return Ok(vec![]);
+        }
+        // One statement text whatever the count, so it stays prepared: the numbers go as
+        // one JSON array (SQLite) or text array (PostgreSQL).
+        Ok(match &self.pool {
+            crate::Pool::Sqlite(p, _) => {
+                let sql =
+                    "SELECT * FROM contacts WHERE account_id = $1 AND msisdn IN (SELECT value FROM json_each($2))";
+                let list = serde_json::to_string(msisdns).unwrap_or_else(|_| "[]".into());
+                sqlx::query_as(sql).bind(account_id).bind(list).fetch_all(p).await?
+            }
+            crate::Pool::Postgres(p) => {
+                let sql = "SELECT * FROM contacts WHERE account_id = $1 AND msisdn = ANY($2)";
+                sqlx::query_as(sql).bind(account_id).bind(msisdns).fetch_all(p).await?
+            }
+        })
+    }
+
     pub async fn list_contacts(&self, account_id: i64, query: &ListQuery) -> StoreResult<Page<Contact>> {
         self.list_rows("contacts", account_scope(account_id), query).await
     }

@@ -176,7 +176,7 @@ impl ContactChange {
 
 /// The account's `default_country` setting, for national numbers.
 pub(crate) async fn default_region(st: &AppState, account_id: i64) -> ApiResult<Option<Region>> {
-    let account = st.store.get_account(account_id).await?.ok_or(ApiError::NotFound)?;
+    let account = st.account(account_id).await?;
     Ok(account.default_region())
 }
 

@@ -147,7 +147,7 @@ fn personalise(text: &str, html: bool, contact: Option<&Contact>) -> String {
 impl TransmissionInput {
     async fn validate(self, st: &AppState, account_id: i64) -> ApiResult<NewTransmission> {
         let mut errors = ValidationErrors::new();
-        let account = st.store.get_account(account_id).await?.ok_or(ApiError::NotFound)?;
+        let account = st.account(account_id).await?;
         let region = account.default_region();
         let template = match self.template_id {
             Some(id) => {
@@ -227,7 +227,7 @@ impl TransmissionInput {
                     let m = m.into_string();
                     // A raw number that belongs to a contact is that contact: its opt-out
                     // and its fields apply.
-                    let c = st.store.find_contact_by_msisdn(account_id, &m).await?;
+                    let c = st.contacts_by_msisdn.find(account_id, m.clone()).await?;
                     (m, c)
                 }
                 Err(e) => {

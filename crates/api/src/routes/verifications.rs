@@ -198,7 +198,7 @@ pub(crate) async fn start(
     input: VerificationInput,
     ip: Option<std::net::IpAddr>,
 ) -> ApiResult<(Verification, bool)> {
-    let account = st.store.get_account(account_id).await?.ok_or(ApiError::NotFound)?;
+    let account = st.account(account_id).await?;
     let rules = verify_settings(&account.settings.0);
     let mut errors = ValidationErrors::new();
     let channel = match input.channel.as_deref() {
@@ -528,7 +528,7 @@ pub async fn check_by_to(
         }
         (None, Some(id)) => CheckTarget::Id(id),
         (Some(raw), None) => {
-            let account = st.store.get_account(auth.account_id).await?.ok_or(ApiError::NotFound)?;
+            let account = st.account(auth.account_id).await?;
             let mut errors = ValidationErrors::new();
             let channel = if raw.contains('@') { "email" } else { "sms" };
             let to = normalize_to(channel, raw, &account, "to", &mut errors);
