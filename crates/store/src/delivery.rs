@@ -88,7 +88,9 @@ pub enum ReceiptMatch {
 }
 
 impl Store {
-    /// Apply adapter outcomes in one transaction. Returns the transmissions that changed.
+    /// Apply adapter outcomes in one transaction. Returns the transmissions that changed
+    /// (those accepted by their provider only when a webhook endpoint listens for status
+    /// changes).
     pub async fn apply_outcomes(&self, outcomes: &[Outcome]) -> StoreResult<Vec<Transmission>> {
         if outcomes.is_empty() {
             return Ok(vec![]);
@@ -101,14 +103,21 @@ impl Store {
         let (sent, rest): (Vec<&Outcome>, Vec<&Outcome>) = outcomes.iter().partition(|o| {
             matches!(o.settle, Settle::Sent { .. }) && o.attempt_id.is_some() && o.lease_owner.is_some()
         });
-        let batched: Vec<(Q, Q)> = sent.chunks(CHUNK).map(|c| sent_sql(d, c, now)).collect();
+        // The changed rows are read back only for the webhooks that want them: returning
+        // every column of thousands of rows is much of a batch's cost.
+        let listen = subs.wants_status_changes();
+        let batched: Vec<(Q, Q)> = sent.chunks(CHUNK).map(|c| sent_sql(d, c, now, listen)).collect();
         let statements: Vec<(Option<Q>, Q)> = rest.iter().map(|o| outcome_sql(d, o, now)).collect();
         Ok(on_writer!(self, p => {
             let mut tx = p.begin().await?;
             let mut changed = Vec::new();
             for (attempts, trans) in &batched {
                 sqlx::query_with(attempts.sql(), args(p, attempts)).persistent(false).execute(&mut *tx).await?;
-                changed.extend(sqlx::query_as_with::<_, Transmission, _>(trans.sql(), args(p, trans)).persistent(false).fetch_all(&mut *tx).await?);
+                if listen {
+                    changed.extend(sqlx::query_as_with::<_, Transmission, _>(trans.sql(), args(p, trans)).persistent(false).fetch_all(&mut *tx).await?);
+                } else {
+                    sqlx::query_with(trans.sql(), args(p, trans)).persistent(false).execute(&mut *tx).await?;
+                }
             }
             for (attempt, trans) in &statements {
                 if let Some(a) = attempt {
@@ -137,6 +146,8 @@ impl Store {
         }
         let now = clock::now();
         let subs = self.subscriptions().await?;
+        // As for outcomes: changed rows are read back only for webhooks.
+        let listen = subs.wants_status_changes();
         let d = self.dialect();
         let by_id: Vec<i64> = receipts.iter().filter_map(|r| r.attempt_id).collect();
         let by_remote: Vec<&str> = receipts
@@ -226,8 +237,13 @@ impl Store {
                     if i > 0 { q.push(", "); }
                     q.int(*id);
                 }
-                q.push(") RETURNING *");
-                changed.extend(sqlx::query_as_with::<_, Transmission, _>(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?);
+                q.push(")");
+                if listen {
+                    q.push(" RETURNING *");
+                    changed.extend(sqlx::query_as_with::<_, Transmission, _>(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?);
+                } else {
+                    sqlx::query_with(q.sql(), args(p, &q)).persistent(false).execute(&mut *tx).await?;
+                }
             }
             // An undelivered one only while its attempt is the latest.
             let undelivered: Vec<&(&ReceiptIn, &Attempt)> = applied.iter().filter(|(r, _)| r.status == status::UNDELIVERED).collect();
@@ -246,9 +262,13 @@ impl Store {
                     q.push(", ").text(r.error_code.as_deref().unwrap_or(&r.raw_status)).push(")");
                 }
                 q.push(") AS v WHERE transmissions.id = v.column1 AND transmissions.attempts = v.column2 \
-                        AND transmissions.status IN ('sent', 'sending') RETURNING ");
-                q.push(returning_transmissions(d));
-                changed.extend(sqlx::query_as_with::<_, Transmission, _>(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?);
+                        AND transmissions.status IN ('sent', 'sending')");
+                if listen {
+                    q.push(" RETURNING ").push(returning_transmissions(d));
+                    changed.extend(sqlx::query_as_with::<_, Transmission, _>(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?);
+                } else {
+                    sqlx::query_with(q.sql(), args(p, &q)).persistent(false).execute(&mut *tx).await?;
+                }
             }
             let events: Vec<WebhookEvent> = changed.iter().filter_map(Transmission::status_event).collect();
             if let Some(w) = subs.deliveries(d, &events, now) {
@@ -383,7 +403,7 @@ fn receipt_text(raw: &Value) -> String {
 }
 
 /// The attempt and transmission updates of a batch of `Settle::Sent` outcomes.
-fn sent_sql(d: crate::Dialect, outcomes: &[&Outcome], now: DateTime<Utc>) -> (Q, Q) {
+fn sent_sql(d: crate::Dialect, outcomes: &[&Outcome], now: DateTime<Utc>, returning: bool) -> (Q, Q) {
     let mut a = Q::new(d);
     a.push("UPDATE attempts SET status = 'sent', remote_id = v.column2, segments = v.column3, raw_status = v.column4, response = ");
     a.push(match d {
@@ -437,9 +457,11 @@ fn sent_sql(d: crate::Dialect, outcomes: &[&Outcome], now: DateTime<Utc>) -> (Q,
     a.push(") AS v WHERE attempts.id = v.column1 AND attempts.status = 'sending'");
     t.push(
         ") AS v WHERE transmissions.id = v.column1 AND transmissions.attempts = v.column2 \
-         AND transmissions.status = 'sending' AND transmissions.lease_owner = v.column4 RETURNING ",
+         AND transmissions.status = 'sending' AND transmissions.lease_owner = v.column4",
     );
-    t.push(returning_transmissions(d));
+    if returning {
+        t.push(" RETURNING ").push(returning_transmissions(d));
+    }
     (a, t)
 }
 

@@ -154,6 +154,13 @@ fn message_id() -> String {
 impl Subscriptions {
     /// The insert of one delivery per (event, subscribed endpoint), or `None` when nobody
     /// listens.
+    /// Whether any endpoint listens for `transmission.status_changed`.
+    pub(crate) fn wants_status_changes(&self) -> bool {
+        self.endpoints
+            .iter()
+            .any(|(_, _, types)| types.iter().any(|t| t == "transmission.status_changed"))
+    }
+
     pub(crate) fn deliveries(&self, dialect: Dialect, events: &[WebhookEvent], now: DateTime<Utc>) -> Option<Q> {
         if self.endpoints.is_empty() || events.is_empty() {
             return None;
