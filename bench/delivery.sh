@@ -12,6 +12,10 @@
 # Usage: bench/delivery.sh [sqlite|postgres|all]   (default: sqlite)
 # Environment: BENCH_MESSAGES (100000)  BENCH_SECONDS (20)  WRK_CONNECTIONS (64)  SMPP_WINDOW (1000)
 #   BENCH_NO_BUILD=1 reuse target/release binaries. Raw output goes to bench/out/.
+#   BENCH_ENGINE_ALONE=1: the engine's own ceiling. The API runs alone (`--role api`) while
+#   wrk POSTs, then a worker (`--role worker`) starts and drains the queue with nothing
+#   else running; submitted/s and receipted/s are then the engine's, and the peak RSS is
+#   the worker's.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -66,7 +70,9 @@ for backend in $backends; do
     # The benchmark measures throughput, not the per-token request limit.
     export SAUTI_RATE_LIMIT=off
     token="$(target/release/sauti accounts create --name Bench 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
-    target/release/sauti serve 2>"$dir/serve.log" &
+    role=all
+    [[ -z "${BENCH_ENGINE_ALONE:-}" ]] || role=api
+    target/release/sauti serve --role "$role" 2>"$dir/serve.log" &
     server=$!; pids+=($server)
     base="http://$(wait_for "$dir/serve.log" "listening on http://" "listening on http://")"
     curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
@@ -78,6 +84,12 @@ for backend in $backends; do
         wrk -t"$threads" -c"$connections" -d"${BENCH_SECONDS:-20}s" --latency -s bench/transmissions.lua "$base" \
         >"bench/out/delivery-wrk-$backend.txt" 2>"bench/out/delivery-wrk-$backend.err" || true
     grep -E "Requests/sec|Latency|50%|99%" "bench/out/delivery-wrk-$backend.txt" >&2 || true
+    measured=$server
+    if [[ -n "${BENCH_ENGINE_ALONE:-}" ]]; then
+        log "$backend: starting the worker alone"
+        target/release/sauti serve --role worker 2>"$dir/worker.log" &
+        measured=$!; pids+=($measured)
+    fi
     log "$backend: waiting until every transmission is final"
     total_of() {
         curl -sfg -D - -o /dev/null -H "Authorization: Bearer $token" "$base/api/transmissions?per_page=1$1" |
@@ -89,12 +101,12 @@ for backend in $backends; do
         [[ "$final" -ge "$all" ]] && break
         sleep 0.5
     done
-    rss="$(awk '/VmHWM/{print $2" "$3}' "/proc/$server/status")"
+    rss="$(awk '/VmHWM/{print $2" "$3}' "/proc/$measured/status")"
     if [[ "$backend" == postgres ]]; then
         stats="$(python3 bench/delivery_stats.py postgres "$db_url")"
     else
         stats="$(python3 bench/delivery_stats.py sqlite "$dir/sauti.db")"
     fi
     echo "$backend: $stats peak_rss=\"$rss\"" | tee -a bench/out/delivery-results.txt
-    kill -TERM "$server"; wait "$server" 2>/dev/null || true
+    kill -TERM "$server" "$measured"; wait "$server" "$measured" 2>/dev/null || true
 done
