@@ -743,17 +743,65 @@ both_backends!(callbacks_are_stored_and_checked, |app| async move {
         r.status()
     );
     let k = provider(&app, &t.token, json!({"name": "k", "kind": "kannel", "settings": {"url": "http://127.0.0.1:1/cgi-bin/sendsms", "username": "u", "password": "p"}})).await;
-    let r = app
-        .client
-        .get(app.url(&format!(
-            "/callbacks/kannel/{k}/dlr?attempt_id=424242&type=1&smsc_reply=ok"
-        )))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "an unknown attempt is answered 200");
+    let token = sauti_channels::kannel::callback_token(&app.secret_key, k);
+    let dlr = |query: String| {
+        let url = app.url(&format!(
+            "/callbacks/kannel/{k}/dlr?{query}attempt_id=424242&type=1&smsc_reply=ok"
+        ));
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap().status() }
+    };
+    assert_eq!(
+        dlr(format!("token={token}&")).await,
+        StatusCode::OK,
+        "an unknown attempt is answered 200"
+    );
+    // Kannel cannot sign; the token in the URL sauti gave it is the credential.
+    assert_eq!(dlr(String::new()).await, StatusCode::FORBIDDEN, "no token");
+    assert_eq!(
+        dlr("token=forged&".into()).await,
+        StatusCode::FORBIDDEN,
+        "a wrong token"
+    );
+    let other_k = provider(&app, &t.token, json!({"name": "k2", "kind": "kannel", "settings": {"url": "http://127.0.0.1:1/cgi-bin/sendsms", "username": "u", "password": "p"}})).await;
+    let theirs = sauti_channels::kannel::callback_token(&app.secret_key, other_k);
+    assert_eq!(
+        dlr(format!("token={theirs}&")).await,
+        StatusCode::FORBIDDEN,
+        "another provider's token"
+    );
     let counts = app.store.transmission_status_counts(Some(t.account_id)).await.unwrap();
     assert!(counts.is_empty(), "nothing applied: {counts:?}");
+
+    // The provider shows the MO URL to configure in Kannel, token included; an MO through
+    // it is stored as an inbound message, one without the token is not.
+    let shown = app.get(&format!("/api/providers/{k}"), &t.token).await;
+    let mo_url = shown.body["mo_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no mo_url: {}", shown.text))
+        .to_string();
+    assert!(
+        mo_url.starts_with(&format!("{}/callbacks/kannel/{k}/mo?token={token}&", app.base)),
+        "{mo_url}"
+    );
+    let filled = mo_url
+        .replace("%p", "254700000009")
+        .replace("%P", "12345")
+        .replace("%a", "Habari")
+        .replace("%i", "FAKE");
+    let r = app.client.get(&filled).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "an MO through the shown URL");
+    let forged = filled.replace(&token, "forged");
+    assert_eq!(
+        app.client.get(&forged).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN,
+        "a forged MO"
+    );
+    let inbound = app.get("/api/transmissions?q[direction]=inbound", &t.token).await;
+    let list = inbound.body.as_array().unwrap();
+    assert_eq!(list.len(), 1, "one inbound message: {}", inbound.text);
+    assert_eq!(list[0]["body"], "Habari");
+    assert_eq!(list[0]["from"], "+254700000009");
     app.stop().await;
 });
 

@@ -9,7 +9,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+use base64::Engine as _;
+use sauti_core::secret::ServerKey;
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 
 use crate::twilio::http::{self, Field, FieldKind, SendCore};
 use crate::twilio::{param, params_json};
@@ -86,12 +89,38 @@ pub fn validate_settings(settings: &serde_json::Value) -> Result<KannelSettings,
     Ok(s)
 }
 
+/// The token that makes a Kannel callback URL of provider `provider_id` a credential.
+/// Kannel cannot sign what it sends, so its DLR and MO URLs carry this (128 bits,
+/// derived from the installation's key: nothing to store, the same on every node); a
+/// callback without it is refused.
+pub fn callback_token(key: &ServerKey, provider_id: i64) -> String {
+    let mac = key.mac(&[b"sauti kannel callbacks v1", provider_id.to_string().as_bytes()]);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac[..16])
+}
+
+/// Whether `given` is provider `provider_id`'s callback token (in constant time).
+pub fn token_matches(key: &ServerKey, provider_id: i64, given: Option<&str>) -> bool {
+    let expected = callback_token(key, provider_id);
+    given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected.as_bytes())))
+}
+
+/// The `get-url` to put in Kannel's `sms-service` for MO messages to reach provider
+/// `provider_id`: the token, and the `%` escapes Kannel fills ([`parse_mo`] reads them).
+pub fn mo_url(public_url: &str, key: &ServerKey, provider_id: i64) -> String {
+    format!(
+        "{}/callbacks/kannel/{provider_id}/mo?token={}&from=%p&to=%P&text=%a&smsc=%i",
+        public_url.trim_end_matches('/'),
+        callback_token(key, provider_id)
+    )
+}
+
 /// The adapter for one Kannel smsbox.
 pub struct KannelChannel {
     settings: KannelSettings,
     /// `None` when `settings.url` does not parse.
     url: Option<url::Url>,
-    /// `{public_url}/callbacks/kannel/{provider_id}/dlr`; the query is added per message.
+    /// `{public_url}/callbacks/kannel/{provider_id}/dlr?token=…`; the rest of the query is
+    /// added per message.
     dlr_base: String,
     client: reqwest::Client,
     core: SendCore,
@@ -109,8 +138,9 @@ impl KannelChannel {
         // elsewhere fails each send as a provider fault (see `send`) rather than panicking.
         let url = url::Url::parse(&settings.url).ok();
         let dlr_base = format!(
-            "{}/callbacks/kannel/{provider_id}/dlr",
-            ctx.public_url.trim_end_matches('/')
+            "{}/callbacks/kannel/{provider_id}/dlr?token={}",
+            ctx.public_url.trim_end_matches('/'),
+            callback_token(&ctx.secret_key, provider_id)
         );
         Arc::new(KannelChannel {
             settings,
@@ -124,7 +154,7 @@ impl KannelChannel {
     /// The `dlr-url` for one attempt; Kannel expands the `%` escapes when it calls it.
     pub fn dlr_url(&self, attempt_id: i64) -> String {
         format!(
-            "{}?attempt_id={attempt_id}&type=%d&smsc_reply=%A&smsc_id=%i&ts=%T&to=%p",
+            "{}&attempt_id={attempt_id}&type=%d&smsc_reply=%A&smsc_id=%i&ts=%T&to=%p",
             self.dlr_base
         )
     }

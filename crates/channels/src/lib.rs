@@ -217,6 +217,9 @@ pub struct Context {
     /// sauti's own base URL as providers reach it (`SAUTI_PUBLIC_URL`), without a
     /// trailing slash: status callbacks and DLR URLs are built on it.
     pub public_url: String,
+    /// The installation's secret: callback URLs that cannot be signed by the provider
+    /// (Kannel's) carry a token derived from it.
+    pub secret_key: std::sync::Arc<sauti_core::secret::ServerKey>,
 }
 
 /// Errors building an adapter from its settings.

@@ -126,8 +126,14 @@ fn channel(kannel: &Kannel, password: &str, public_url: &str) -> (Arc<KannelChan
     let (tx, rx) = mpsc::channel(64);
     let ctx = Context {
         public_url: public_url.to_string(),
+        secret_key: std::sync::Arc::new(key()),
     };
     (KannelChannel::new(3, settings, None, &ctx, tx), rx)
+}
+
+/// The installation key of these tests: the DLR URLs carry a token made from it.
+fn key() -> sauti_core::secret::ServerKey {
+    sauti_core::secret::ServerKey::from_bytes([7; 32])
 }
 
 async fn outcome(events: &mut mpsc::Receiver<Event>) -> (i64, SendOutcome) {
@@ -195,6 +201,10 @@ async fn sends_through_kannel_and_reads_dlrs_and_mo() {
                 assert_eq!(receipt.remote_id, attempt.to_string());
                 assert!(receipt.done_at.is_some(), "%T gives the time: {hit:?}");
                 assert_eq!(get(&hit.params, "smsc_id"), Some("FAKE"));
+                assert!(
+                    kannel::token_matches(&key(), 3, get(&hit.params, "token")),
+                    "the DLR carries the provider's token: {hit:?}"
+                );
                 let to = if attempt == 101 { "254700000001" } else { "254700000002" };
                 assert_eq!(get(&hit.params, "to"), Some(to), "{hit:?}");
                 dlrs.entry(attempt)
@@ -277,6 +287,7 @@ async fn sends_through_kannel_and_reads_dlrs_and_mo() {
     let (tx, mut events) = mpsc::channel(4);
     let ctx = Context {
         public_url: public_url.clone(),
+        secret_key: std::sync::Arc::new(sauti_core::secret::ServerKey::random()),
     };
     let gone = KannelChannel::new(3, gone, None, &ctx, tx);
     gone.send(sms(105, "+254700000001", None, "x")).await;

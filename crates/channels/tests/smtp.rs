@@ -45,6 +45,7 @@ fn channel(port: u16) -> (Arc<SmtpChannel>, mpsc::Receiver<Event>) {
     let (tx, rx) = mpsc::channel(16);
     let ctx = Context {
         public_url: "http://127.0.0.1:1".to_string(),
+        secret_key: std::sync::Arc::new(sauti_core::secret::ServerKey::random()),
     };
     (SmtpChannel::new(5, settings, None, &ctx, tx), rx)
 }

@@ -245,6 +245,7 @@ fn channel(base_url: &str, token: &str, public_url: &str) -> (Arc<TwilioChannel>
     let (tx, rx) = mpsc::channel(64);
     let ctx = Context {
         public_url: public_url.to_string(),
+        secret_key: std::sync::Arc::new(sauti_core::secret::ServerKey::random()),
     };
     (TwilioChannel::new(7, settings, Some(10), &ctx, tx), rx)
 }

@@ -143,6 +143,7 @@ impl Engine {
         let (sink, events) = mpsc::channel(20_000);
         let ctx = Context {
             public_url: config.public_url.trim_end_matches('/').to_string(),
+            secret_key: config.secret_key.clone(),
         };
         let sandbox = SandboxChannel::new(0, config.sandbox.clone(), sink.clone());
         let registry = Registry {

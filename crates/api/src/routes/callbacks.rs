@@ -99,6 +99,32 @@ pub(crate) async fn twilio_verified(
     Ok(())
 }
 
+fn without_token(params: &[(String, String)]) -> Vec<(String, String)> {
+    params.iter().filter(|(k, _)| k != "token").cloned().collect()
+}
+
+/// Check the provider's token in a Kannel callback URL (Kannel cannot sign requests; the
+/// URL sauti gave it is the credential); `Err(403)` without it, the call stored as
+/// `invalid_token`.
+async fn kannel_verified(st: &AppState, p: &Provider, kind: &str, params: &[(String, String)]) -> ApiResult<()> {
+    let given = params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
+    if sauti_channels::kannel::token_matches(&st.config.secret_key, p.id, given) {
+        return Ok(());
+    }
+    st.store
+        .record_provider_event(
+            Some(p.account_id),
+            Some(p.id),
+            kind,
+            "invalid_token",
+            &as_json(&without_token(params)),
+        )
+        .await?;
+    Err(ApiError::Forbidden(
+        "the callback URL's token does not match this provider".into(),
+    ))
+}
+
 /// Apply a receipt (stored raw as it is applied), or keep a callback that could not be
 /// read as one.
 async fn receipt_or_keep(
@@ -240,6 +266,9 @@ pub async fn kannel_dlr(
 ) -> ApiResult<Response> {
     let p = provider(&st, id, "kannel").await?;
     let params = params(&method, &uri, &headers, &body)?;
+    kannel_verified(&st, &p, "kannel.dlr", &params).await?;
+    // The token is a credential: it is not kept with the stored callback.
+    let params = without_token(&params);
     let receipt = sauti_channels::kannel::parse_dlr(&params);
     receipt_or_keep(&st, &p, "kannel", receipt, &params).await?;
     Ok(StatusCode::OK.into_response())
@@ -257,6 +286,9 @@ pub async fn kannel_mo(
 ) -> ApiResult<Response> {
     let p = provider(&st, id, "kannel").await?;
     let params = params(&method, &uri, &headers, &body)?;
+    kannel_verified(&st, &p, "kannel.mo", &params).await?;
+    // The token is a credential: it is not kept with the stored callback.
+    let params = without_token(&params);
     let message = sauti_channels::kannel::parse_mo(&params);
     inbound_or_keep(&st, &p, "kannel", message, &params).await?;
     Ok(StatusCode::OK.into_response())

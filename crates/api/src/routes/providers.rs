@@ -82,8 +82,8 @@ fn merge_settings(current: &mut JsonMap, update: &JsonMap) {
     }
 }
 
-pub(crate) fn body(p: &Provider) -> Value {
-    json!({
+pub(crate) fn body(st: &AppState, p: &Provider) -> Value {
+    let mut v = json!({
         "id": p.id,
         "name": p.name,
         "kind": p.kind,
@@ -97,7 +97,17 @@ pub(crate) fn body(p: &Provider) -> Value {
         "created_at": sauti_store::transmissions::ts(&p.created_at),
         "updated_at": sauti_store::transmissions::ts(&p.updated_at),
         "account_id": p.account_id,
-    })
+    });
+    if p.kind == "kannel" {
+        // What the operator puts in Kannel's `sms-service` (`get-url`) for MO messages;
+        // the token in it is the credential of this provider's callbacks.
+        v["mo_url"] = Value::String(sauti_channels::kannel::mo_url(
+            &st.config.public_url,
+            &st.config.secret_key,
+            p.id,
+        ));
+    }
+    v
 }
 
 /// Body of `POST /api/providers` and `PATCH /api/providers/{id}`.
@@ -217,7 +227,7 @@ pub async fn index(
 ) -> ApiResult<Response> {
     let q = raw.list_query(&SPEC)?;
     let page = st.store.list_providers(auth.account_id, &q).await?;
-    Ok(list_response(&uri, &raw.0, &q, page.map(|p| body(&p))))
+    Ok(list_response(&uri, &raw.0, &q, page.map(|p| body(&st, &p))))
 }
 
 /// Create a provider.
@@ -249,7 +259,7 @@ pub async fn create(
     };
     input.apply(&mut p, true)?;
     let p = st.store.create_provider(&p).await?;
-    Ok(created(location(p.id), body(&p)))
+    Ok(created(location(p.id), body(&st, &p)))
 }
 
 /// Retrieve a provider.
@@ -262,7 +272,7 @@ pub async fn show(auth: Authed<ProvidersRead>, State(st): State<AppState>, Id(id
         .get_provider(auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(axum::Json(body(&p)))
+    Ok(axum::Json(body(&st, &p)))
 }
 
 /// Update a provider; `settings` keys are merged into the stored ones.
