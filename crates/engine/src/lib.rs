@@ -127,6 +127,8 @@ struct Inner {
     wake: Arc<Notify>,
     sink: mpsc::Sender<Event>,
     attachments: attachments::AttachmentCache,
+    /// Delivery workers alive in the cluster (this one included), from the heartbeats.
+    nodes: AtomicUsize,
 }
 
 /// A running engine. Dropping it does not stop it; cancel the token given to
@@ -161,6 +163,7 @@ impl Engine {
             wake,
             sink,
             attachments: Default::default(),
+            nodes: AtomicUsize::new(1),
         });
         let tasks = vec![
             tokio::spawn(dispatch_loop(inner.clone(), stop.clone())),
@@ -201,7 +204,7 @@ fn now_plus(d: Duration) -> chrono::DateTime<Utc> {
 }
 
 /// Reload the routing table when the providers table changed.
-async fn refresh_registry(inner: &Inner, seen: &mut Option<(i64, Option<String>)>) {
+async fn refresh_registry(inner: &Inner, seen: &mut Option<((i64, Option<String>), u32)>) {
     let version = match inner.store.providers_version().await {
         Ok(v) => v,
         Err(e) => {
@@ -209,7 +212,9 @@ async fn refresh_registry(inner: &Inner, seen: &mut Option<(i64, Option<String>)
             return;
         }
     };
-    if seen.as_ref() == Some(&version) {
+    // A node coming or going changes each node's share of the providers' limits.
+    let nodes = u32::try_from(inner.nodes.load(Ordering::Acquire)).unwrap_or(1).max(1);
+    if seen.as_ref().is_some_and(|(v, n)| *v == version && *n == nodes) {
         return;
     }
     let providers = match inner.store.all_providers().await {
@@ -220,9 +225,9 @@ async fn refresh_registry(inner: &Inner, seen: &mut Option<(i64, Option<String>)
         }
     };
     let previous = inner.registry.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let (next, retired) = registry::rebuild(&providers, &previous, &inner.ctx, &inner.sink);
+    let (next, retired) = registry::rebuild(&providers, &previous, nodes, &inner.ctx, &inner.sink);
     *inner.registry.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
-    *seen = Some(version);
+    *seen = Some((version, nodes));
     for adapter in retired {
         tokio::spawn(async move { adapter.shutdown().await });
     }
@@ -720,8 +725,27 @@ fn provider_kind(inner: &Inner, provider_id: i64) -> String {
 }
 
 /// Keep this worker's leases alive, and take over those of dead workers.
+/// Stamp this worker alive and learn how many are: the providers' limits are shared
+/// among them. A worker unseen for three rounds is gone; until then it keeps its share.
+async fn heartbeat(inner: &Inner, every: Duration) {
+    match inner
+        .store
+        .worker_heartbeat(&inner.config.owner, Utc::now(), every * 3)
+        .await
+    {
+        Ok(n) => {
+            let before = inner.nodes.swap(n as usize, Ordering::AcqRel);
+            if before != n as usize {
+                tracing::info!(workers = n, "delivery workers alive changed");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "recording this worker's heartbeat failed"),
+    }
+}
+
 async fn reclaim_loop(inner: Arc<Inner>, stop: CancellationToken) {
     let every = (inner.config.lease / 3).max(Duration::from_millis(200));
+    heartbeat(&inner, every).await;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -734,12 +758,17 @@ async fn reclaim_loop(inner: Arc<Inner>, stop: CancellationToken) {
         {
             tracing::warn!(error = %e, "renewing leases failed");
         }
+        heartbeat(&inner, every).await;
         if let Err(e) = reclaim(&inner).await {
             tracing::warn!(error = %e, "reclaiming expired leases failed");
         }
         if let Err(e) = inner.store.expire_unsent(clock::now()).await {
             tracing::warn!(error = %e, "expiring unsent transmissions failed");
         }
+    }
+    // Stopping: the other workers take this one's share at their next heartbeat.
+    if let Err(e) = inner.store.worker_stopped(&inner.config.owner).await {
+        tracing::warn!(error = %e, "removing this worker's heartbeat failed");
     }
 }
 

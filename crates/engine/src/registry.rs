@@ -19,6 +19,21 @@ pub(crate) struct Route {
     pub adapter: Arc<dyn Channel>,
     /// When the provider row last changed; a newer row rebuilds the adapter.
     pub version: chrono::DateTime<chrono::Utc>,
+    /// This node's share of the provider's `throughput_per_second`; a new share (a node
+    /// came or went) rebuilds the adapter.
+    pub throughput: Option<u32>,
+}
+
+/// This node's share of a provider's `throughput_per_second` when `nodes` workers are
+/// alive. An SMPP limit is the SMSC's per bind, and every node has its own bind, so each
+/// keeps the whole; an HTTP API's or a mail relay's is for the account, so the nodes
+/// split it (rounded up: a node never gets nothing).
+pub(crate) fn throughput_share(p: &Provider, nodes: u32) -> Option<u32> {
+    let limit = p.throughput_per_second.and_then(|n| u32::try_from(n).ok())?;
+    if p.kind == "smpp" {
+        return Some(limit);
+    }
+    Some(limit.div_ceil(nodes.max(1)))
 }
 
 /// A snapshot of the routing table (swapped whole when providers change).
@@ -82,21 +97,23 @@ fn weighted<'a>(routes: &[&'a Arc<Route>]) -> &'a Arc<Route> {
 }
 
 /// Build a registry from the provider rows, reusing the adapters of unchanged providers
-/// from `previous` (an SMPP bind is not torn down because another provider changed).
+/// from `previous` (an SMPP bind is not torn down because another provider changed), for
+/// a cluster of `nodes` live workers.
 /// Returns the registry and the adapters that are no longer used, to shut down.
 pub(crate) fn rebuild(
     providers: &[Provider],
     previous: &Registry,
+    nodes: u32,
     ctx: &Context,
     sink: &EventSink,
 ) -> (Registry, Vec<Arc<dyn Channel>>) {
     let mut by_account: HashMap<i64, Vec<Arc<Route>>> = HashMap::new();
     let mut by_provider = HashMap::new();
     for p in providers.iter().filter(|p| p.active) {
+        let tps = throughput_share(p, nodes);
         let route = match previous.by_provider.get(&p.id) {
-            Some(r) if r.version == p.updated_at => r.clone(),
+            Some(r) if r.version == p.updated_at && r.throughput == tps => r.clone(),
             _ => {
-                let tps = p.throughput_per_second.and_then(|n| u32::try_from(n).ok());
                 let settings = serde_json::Value::Object(p.settings.0.clone());
                 match sauti_channels::build(&p.kind, p.id, &settings, tps, ctx, sink.clone()) {
                     Ok(adapter) => Arc::new(Route {
@@ -107,6 +124,7 @@ pub(crate) fn rebuild(
                         weight: p.weight,
                         adapter,
                         version: p.updated_at,
+                        throughput: tps,
                     }),
                     Err(e) => {
                         tracing::error!(provider_id = p.id, kind = %p.kind, error = %e, "provider settings are unusable; not routing to it");
@@ -132,4 +150,39 @@ pub(crate) fn rebuild(
         },
         retired,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(kind: &str, tps: Option<i64>) -> Provider {
+        Provider {
+            id: 1,
+            account_id: 1,
+            name: "p".into(),
+            kind: kind.into(),
+            channels: sauti_store::Json(vec!["sms".into()]),
+            settings: sauti_store::Json(Default::default()),
+            prefix: String::new(),
+            weight: 1,
+            throughput_per_second: tps,
+            active: true,
+            metadata: sauti_store::Json(Default::default()),
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn http_limits_are_shared_between_nodes_and_smpp_binds_keep_theirs() {
+        let twilio = provider("twilio", Some(10));
+        assert_eq!(throughput_share(&twilio, 1), Some(10));
+        assert_eq!(throughput_share(&twilio, 2), Some(5));
+        assert_eq!(throughput_share(&twilio, 3), Some(4), "rounded up");
+        assert_eq!(throughput_share(&twilio, 50), Some(1), "never nothing");
+        assert_eq!(throughput_share(&provider("kannel", Some(100)), 4), Some(25));
+        assert_eq!(throughput_share(&provider("smpp", Some(100)), 4), Some(100));
+        assert_eq!(throughput_share(&provider("twilio", None), 4), None, "no limit");
+    }
 }

@@ -29,6 +29,7 @@ pub mod transmissions;
 mod users;
 pub mod verifications;
 pub mod webhooks;
+mod workers;
 
 use std::str::FromStr;
 use std::time::Duration;
