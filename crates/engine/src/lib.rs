@@ -724,7 +724,6 @@ fn provider_kind(inner: &Inner, provider_id: i64) -> String {
         .unwrap_or_else(|| "provider".into())
 }
 
-/// Keep this worker's leases alive, and take over those of dead workers.
 /// Stamp this worker alive and learn how many are: the providers' limits are shared
 /// among them. A worker unseen for three rounds is gone; until then it keeps its share.
 async fn heartbeat(inner: &Inner, every: Duration) {
@@ -743,6 +742,7 @@ async fn heartbeat(inner: &Inner, every: Duration) {
     }
 }
 
+/// Keep this worker's leases alive, and take over those of dead workers.
 async fn reclaim_loop(inner: Arc<Inner>, stop: CancellationToken) {
     let every = (inner.config.lease / 3).max(Duration::from_millis(200));
     heartbeat(&inner, every).await;
