@@ -505,12 +505,36 @@ impl Store {
                     ins.push(", ").opt_int(*provider_id).push(", ").text(kind).push(", 'sending', ").int(t.segments);
                     ins.push(", ").ts(t.next_attempt_at.unwrap_or(now)).push(", ").ts(now).push(", ").ts(now).push(", ").ts(now).push(")");
                 }
-                ins.push(" RETURNING *");
-                let attempts: Vec<Attempt> = sqlx::query_as_with(ins.sql(), args(p, &ins)).persistent(false).fetch_all(&mut *tx).await?;
-                let mut by_tx: std::collections::HashMap<i64, Attempt> =
-                    attempts.into_iter().map(|a| (a.transmission_id, a)).collect();
-                for (t, _) in routed {
-                    if let Some(a) = by_tx.remove(&t.id) {
+                // Only the ids come back: every other column is what was just written,
+                // and reading back (and parsing) 20 columns of each new row was a good
+                // part of a claim's cost.
+                ins.push(" RETURNING transmission_id, id");
+                let ids: Vec<(i64, i64)> = sqlx::query_as_with(ins.sql(), args(p, &ins)).persistent(false).fetch_all(&mut *tx).await?;
+                let mut by_tx: std::collections::HashMap<i64, i64> = ids.into_iter().collect();
+                for (t, (provider_id, kind)) in routed {
+                    if let Some(id) = by_tx.remove(&t.id) {
+                        let a = Attempt {
+                            id,
+                            account_id: t.account_id,
+                            transmission_id: t.id,
+                            number: t.attempts,
+                            provider_id,
+                            provider_kind: kind,
+                            status: "sending".into(),
+                            remote_id: None,
+                            raw_status: None,
+                            error_code: None,
+                            error_message: None,
+                            segments: t.segments,
+                            response: Json(Value::Object(Default::default())),
+                            queued_at: t.next_attempt_at.unwrap_or(now),
+                            started_at: Some(now),
+                            ended_at: None,
+                            duration_seconds: None,
+                            metadata: Json(Default::default()),
+                            created_at: now,
+                            updated_at: now,
+                        };
                         pairs.push((t, a));
                     }
                 }
