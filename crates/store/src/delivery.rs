@@ -7,7 +7,7 @@ use sauti_core::clock;
 use serde_json::Value;
 
 use crate::sql::{Q, args};
-use crate::transmissions::{Attempt, NewTransmission, Transmission, status};
+use crate::transmissions::{NewTransmission, Transmission, status};
 use crate::webhooks::WebhookEvent;
 use crate::{Store, StoreResult, on_writer};
 
@@ -157,28 +157,28 @@ impl Store {
             .collect();
         Ok(on_writer!(self, p => {
             let mut tx = p.begin().await?;
-            let mut found: Vec<Attempt> = Vec::new();
+            let mut found: Vec<ReceiptTarget> = Vec::new();
             for chunk in by_id.chunks(CHUNK) {
                 let mut q = Q::new(d);
-                q.push("SELECT * FROM attempts WHERE id IN (");
+                q.push(RECEIPT_TARGET).push(" WHERE id IN (");
                 for (i, id) in chunk.iter().enumerate() {
                     if i > 0 { q.push(", "); }
                     q.int(*id);
                 }
                 q.push(")");
-                found.extend(sqlx::query_as_with::<_, Attempt, _>(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?);
+                found.extend(sqlx::query_as_with::<_, ReceiptTarget, _>(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?);
             }
             for chunk in by_remote.chunks(CHUNK) {
                 let mut q = Q::new(d);
-                q.push("SELECT * FROM attempts WHERE remote_id IN (");
+                q.push(RECEIPT_TARGET).push(" WHERE remote_id IN (");
                 for (i, r) in chunk.iter().enumerate() {
                     if i > 0 { q.push(", "); }
                     q.text(r);
                 }
                 q.push(")");
-                found.extend(sqlx::query_as_with::<_, Attempt, _>(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?);
+                found.extend(sqlx::query_as_with::<_, ReceiptTarget, _>(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?);
             }
-            let matched: Vec<Option<&Attempt>> = receipts.iter().map(|r| match_attempt(r, &found)).collect();
+            let matched: Vec<Option<&ReceiptTarget>> = receipts.iter().map(|r| match_attempt(r, &found)).collect();
 
             // Every receipt, as received.
             for chunk in receipts.iter().zip(&matched).collect::<Vec<_>>().chunks(CHUNK) {
@@ -193,7 +193,7 @@ impl Store {
                 }
                 sqlx::query_with(q.sql(), args(p, &q)).persistent(false).execute(&mut *tx).await?;
             }
-            let applied: Vec<(&ReceiptIn, &Attempt)> =
+            let applied: Vec<(&ReceiptIn, &ReceiptTarget)> =
                 receipts.iter().zip(&matched).filter_map(|(r, a)| a.map(|a| (r, a))).collect();
             for chunk in applied.chunks(CHUNK) {
                 let mut q = Q::new(d);
@@ -246,7 +246,7 @@ impl Store {
                 }
             }
             // An undelivered one only while its attempt is the latest.
-            let undelivered: Vec<&(&ReceiptIn, &Attempt)> = applied.iter().filter(|(r, _)| r.status == status::UNDELIVERED).collect();
+            let undelivered: Vec<&(&ReceiptIn, &ReceiptTarget)> = applied.iter().filter(|(r, _)| r.status == status::UNDELIVERED).collect();
             for chunk in undelivered.chunks(CHUNK) {
                 let mut q = Q::new(d);
                 let again = callout_retries("undelivered");
@@ -370,9 +370,23 @@ fn returning_transmissions(d: crate::Dialect) -> &'static str {
 
 /// The attempt a receipt is about: ours by id when the provider echoes it, else the
 /// newest attempt of that provider with that message id.
-fn match_attempt<'a>(r: &ReceiptIn, found: &'a [Attempt]) -> Option<&'a Attempt> {
+/// What a receipt needs of the attempt it is about: enough to match it and to write what
+/// it says (reading whole attempts back was a good part of a batch's cost).
+#[derive(Debug, sqlx::FromRow)]
+struct ReceiptTarget {
+    id: i64,
+    account_id: i64,
+    transmission_id: i64,
+    number: i64,
+    provider_id: Option<i64>,
+    remote_id: Option<String>,
+}
+
+const RECEIPT_TARGET: &str = "SELECT id, account_id, transmission_id, number, provider_id, remote_id FROM attempts";
+
+fn match_attempt<'a>(r: &ReceiptIn, found: &'a [ReceiptTarget]) -> Option<&'a ReceiptTarget> {
     let same_provider =
-        |a: &&Attempt| a.provider_id == r.provider_id || (r.attempt_id.is_some() && r.provider_id.is_none());
+        |a: &&ReceiptTarget| a.provider_id == r.provider_id || (r.attempt_id.is_some() && r.provider_id.is_none());
     match r.attempt_id {
         Some(id) => found.iter().filter(same_provider).find(|a| a.id == id),
         None => found
