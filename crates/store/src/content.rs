@@ -199,7 +199,7 @@ pub struct AttachmentLimits {
     pub max_total_bytes: i64,
 }
 
-/// Why an attachment was not added.
+/// What came of adding an attachment.
 #[derive(Debug)]
 pub enum AttachOutcome {
     Added(TemplateAttachment),
@@ -218,9 +218,6 @@ impl Store {
         a: &TemplateAttachment,
         limits: AttachmentLimits,
     ) -> StoreResult<AttachOutcome> {
-        if self.get_template(a.account_id, a.template_id).await?.is_none() {
-            return Ok(AttachOutcome::NoTemplate);
-        }
         let sql = "INSERT INTO template_attachments (account_id, template_id, file_name, content_type, size_bytes, blob, created_at) \
                    SELECT $1, $2, $3, $4, $5, $6, $7 FROM templates t WHERE t.account_id = $1 AND t.id = $2 \
                    AND (SELECT COUNT(*) FROM template_attachments WHERE template_id = $2) < $8 \
@@ -240,7 +237,7 @@ impl Store {
             .await)?;
         Ok(match row {
             Some(r) => AttachOutcome::Added(r),
-            // The template was there a moment ago; gone now, or full.
+            // Nothing inserted: no such template in the account, or it is full.
             None if self.get_template(a.account_id, a.template_id).await?.is_none() => AttachOutcome::NoTemplate,
             None => AttachOutcome::Full,
         })
