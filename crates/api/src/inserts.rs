@@ -4,10 +4,10 @@
 //! (and an fsync), this turns N commits into one; on PostgreSQL it saves round trips.
 //! A request still answers only after its own row is committed.
 
-use std::sync::{Arc, OnceLock};
-
 use sauti_store::{NewTransmission, Store, StoreResult, Transmission};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::oneshot;
+
+use crate::batch::Batcher;
 
 /// Most rows in one statement (well inside both backends' parameter limits).
 const MAX_BATCH: usize = 256;
@@ -19,39 +19,29 @@ struct Job {
 
 pub(crate) struct Inserts {
     store: Store,
-    queue: OnceLock<mpsc::Sender<Job>>,
+    batcher: Batcher<Job>,
 }
 
 impl Inserts {
     pub fn new(store: Store) -> Self {
         Self {
             store,
-            queue: OnceLock::new(),
+            batcher: Batcher::new(MAX_BATCH),
         }
-    }
-
-    /// The writers start with the first insert, inside the server's runtime.
-    fn queue(&self) -> &mpsc::Sender<Job> {
-        self.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::channel::<Job>(MAX_BATCH * 8);
-            let rx = Arc::new(Mutex::new(rx));
-            // SQLite has one writer whatever we do; PostgreSQL takes a few at once.
-            let writers = match self.store.dialect() {
-                sauti_store::Dialect::Sqlite => 1,
-                sauti_store::Dialect::Postgres => 4,
-            };
-            for _ in 0..writers {
-                tokio::spawn(write_loop(self.store.clone(), rx.clone()));
-            }
-            tx
-        })
     }
 
     /// Insert one transmission, committed (with others that came at the same moment)
     /// before this returns.
     pub async fn insert(&self, row: NewTransmission) -> StoreResult<Transmission> {
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError(job)) = self.queue().send(Job { row, reply }).await {
+        // SQLite has one writer whatever we do; PostgreSQL takes a few at once.
+        let writers = match self.store.dialect() {
+            sauti_store::Dialect::Sqlite => 1,
+            sauti_store::Dialect::Postgres => 4,
+        };
+        let store = self.store.clone();
+        let write = move |jobs| write_batch(store.clone(), jobs);
+        if let Err(job) = self.batcher.submit(Job { row, reply }, writers, write).await {
             // The writers are gone (the runtime is shutting down): write it here.
             return insert_one(&self.store, job.row).await;
         }
@@ -64,46 +54,32 @@ impl Inserts {
     }
 }
 
-async fn write_loop(store: Store, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    loop {
-        let mut jobs = Vec::new();
-        {
-            let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else { return };
-            jobs.push(first);
-            while jobs.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
-                    Err(_) => break,
-                }
+async fn write_batch(store: Store, jobs: Vec<Job>) {
+    let (rows, replies): (Vec<NewTransmission>, Vec<_>) = jobs.into_iter().map(|j| (j.row, j.reply)).unzip();
+    let result = store.create_transmissions(&rows).await;
+    match result {
+        // Rows come back in id order, which is the order they were listed in.
+        Ok(created) if created.len() == rows.len() => {
+            for (reply, t) in replies.into_iter().zip(created) {
+                let _ = reply.send(Ok(t));
             }
         }
-        let (rows, replies): (Vec<NewTransmission>, Vec<_>) = jobs.into_iter().map(|j| (j.row, j.reply)).unzip();
-        let result = store.create_transmissions(&rows).await;
-        match result {
-            // Rows come back in id order, which is the order they were listed in.
-            Ok(created) if created.len() == rows.len() => {
-                for (reply, t) in replies.into_iter().zip(created) {
-                    let _ = reply.send(Ok(t));
-                }
+        Ok(created) => {
+            // Cannot happen (RETURNING gives every row); never insert those rows again.
+            let why = format!("the insert of {} rows returned {}", rows.len(), created.len());
+            for reply in replies {
+                let _ = reply.send(Err(sauti_store::StoreError::Config(why.clone())));
             }
-            Ok(created) => {
-                // Cannot happen (RETURNING gives every row); never insert those rows again.
-                let why = format!("the insert of {} rows returned {}", rows.len(), created.len());
-                for reply in replies {
-                    let _ = reply.send(Err(sauti_store::StoreError::Config(why.clone())));
-                }
+        }
+        Err(e) if rows.len() == 1 => {
+            if let Some(reply) = replies.into_iter().next() {
+                let _ = reply.send(Err(e));
             }
-            Err(e) if rows.len() == 1 => {
-                if let Some(reply) = replies.into_iter().next() {
-                    let _ = reply.send(Err(e));
-                }
-            }
-            // One row must not fail its neighbours: each alone, for its own answer.
-            Err(_) => {
-                for (row, reply) in rows.into_iter().zip(replies) {
-                    let _ = reply.send(insert_one(&store, row).await);
-                }
+        }
+        // One row must not fail its neighbours: each alone, for its own answer.
+        Err(_) => {
+            for (row, reply) in rows.into_iter().zip(replies) {
+                let _ = reply.send(insert_one(&store, row).await);
             }
         }
     }

@@ -8,6 +8,7 @@
 pub mod admin;
 mod audio;
 mod auth;
+mod batch;
 mod cache;
 pub mod contact_csv;
 mod error;

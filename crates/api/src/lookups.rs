@@ -1,14 +1,14 @@
 //! Batched look-ups of contacts by number. A send to a raw number must know whether the
 //! number belongs to a contact (whose opt-out and fields apply) before it answers;
-//! concurrent sends hand their numbers to a few readers, which ask for all of them in one
-//! query. Each query is a hop to a database connection and back; under load this turns
-//! one per request into one per batch, as `inserts.rs` does for the inserts.
+//! concurrent sends hand their numbers to two readers, which ask for all of them in one
+//! query (`batch.rs`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
 
 use sauti_store::{Contact, Store, StoreResult};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::oneshot;
+
+use crate::batch::Batcher;
 
 /// Most numbers in one query.
 const MAX_BATCH: usize = 256;
@@ -21,28 +21,15 @@ struct Job {
 
 pub(crate) struct ContactLookups {
     store: Store,
-    queue: OnceLock<mpsc::Sender<Job>>,
+    batcher: Batcher<Job>,
 }
 
 impl ContactLookups {
     pub fn new(store: Store) -> Self {
         Self {
             store,
-            queue: OnceLock::new(),
+            batcher: Batcher::new(MAX_BATCH),
         }
-    }
-
-    /// The readers start with the first look-up, inside the server's runtime.
-    fn queue(&self) -> &mpsc::Sender<Job> {
-        self.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::channel::<Job>(MAX_BATCH * 8);
-            let rx = Arc::new(Mutex::new(rx));
-            // Two readers: one gathers while the other's query runs.
-            for _ in 0..2 {
-                tokio::spawn(read_loop(self.store.clone(), rx.clone()));
-            }
-            tx
-        })
     }
 
     /// The account's contact with number `msisdn` (E.164), if there is one.
@@ -53,7 +40,10 @@ impl ContactLookups {
             msisdn,
             reply,
         };
-        if let Err(mpsc::error::SendError(job)) = self.queue().send(job).await {
+        let store = self.store.clone();
+        let read = move |jobs| read_batch(store.clone(), jobs);
+        // Two readers: one gathers while the other's query runs.
+        if let Err(job) = self.batcher.submit(job, 2, read).await {
             // The readers are gone (the runtime is shutting down): ask here.
             return self.store.find_contact_by_msisdn(job.account_id, &job.msisdn).await;
         }
@@ -64,41 +54,26 @@ impl ContactLookups {
     }
 }
 
-async fn read_loop(store: Store, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    loop {
-        let mut jobs = Vec::new();
-        {
-            let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else { return };
-            jobs.push(first);
-            while jobs.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
-                    Err(_) => break,
+async fn read_batch(store: Store, jobs: Vec<Job>) {
+    let mut by_account: HashMap<i64, Vec<Job>> = HashMap::new();
+    for j in jobs {
+        by_account.entry(j.account_id).or_default().push(j);
+    }
+    for (account_id, jobs) in by_account {
+        let numbers: Vec<&str> = jobs.iter().map(|j| j.msisdn.as_str()).collect();
+        match store.find_contacts_by_msisdns(account_id, &numbers).await {
+            Ok(found) => {
+                let by_number: HashMap<String, Contact> = found.into_iter().map(|c| (c.msisdn.clone(), c)).collect();
+                for j in jobs {
+                    let _ = j.reply.send(Ok(by_number.get(&j.msisdn).cloned()));
                 }
             }
-        }
-        let mut by_account: HashMap<i64, Vec<Job>> = HashMap::new();
-        for j in jobs {
-            by_account.entry(j.account_id).or_default().push(j);
-        }
-        for (account_id, jobs) in by_account {
-            let numbers: Vec<&str> = jobs.iter().map(|j| j.msisdn.as_str()).collect();
-            match store.find_contacts_by_msisdns(account_id, &numbers).await {
-                Ok(found) => {
-                    let by_number: HashMap<String, Contact> =
-                        found.into_iter().map(|c| (c.msisdn.clone(), c)).collect();
-                    for j in jobs {
-                        let _ = j.reply.send(Ok(by_number.get(&j.msisdn).cloned()));
-                    }
-                }
-                // Each alone, for its own answer.
-                Err(_) => {
-                    for j in jobs {
-                        let _ = j
-                            .reply
-                            .send(store.find_contact_by_msisdn(j.account_id, &j.msisdn).await);
-                    }
+            // Each alone, for its own answer.
+            Err(_) => {
+                for j in jobs {
+                    let _ = j
+                        .reply
+                        .send(store.find_contact_by_msisdn(j.account_id, &j.msisdn).await);
                 }
             }
         }
