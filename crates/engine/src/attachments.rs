@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use sauti_channels::Attachment;
 use sauti_store::blobs::Blobs;
-use sauti_store::{Attempt, Outcome, Settle, Transmission};
+use sauti_store::{Attempt, Transmission};
 
-use crate::Inner;
+use crate::{Inner, apply_failures, fail_now};
 
 /// Most bytes of attachment files kept in memory between claims. A campaign sends the
 /// same few files to every recipient; blob names are never reused (a new upload is a new
@@ -120,23 +120,12 @@ pub(crate) async fn with_attachments(inner: &Inner, pairs: Vec<Pair>) -> (Vec<Pa
                 files.insert(t.id, list.clone());
                 keep.push((t, a));
             }
-            Some(None) => failed.push(Outcome {
-                transmission_id: t.id,
-                attempt_id: Some(a.id),
-                number: a.number,
-                lease_owner: Some(inner.config.owner.clone()),
-                settle: Settle::Reject {
-                    status: "failed",
-                    code: "attachment_missing".into(),
-                    message: "a file of the email's template could not be read from the blob store".into(),
-                },
-            }),
+            Some(None) => {
+                let why = "a file of the email's template could not be read from the blob store";
+                failed.push(fail_now(inner, &t, Some(a.id), "attachment_missing", why));
+            }
         }
     }
-    if !failed.is_empty()
-        && let Err(e) = inner.store.apply_outcomes(&failed).await
-    {
-        tracing::warn!(error = %e, "failing emails whose attachments are missing failed; their leases will expire");
-    }
+    apply_failures(inner, &failed, "emails whose attachments are missing").await;
     (keep, files)
 }

@@ -324,25 +324,14 @@ async fn dispatch_loop(inner: Arc<Inner>, stop: CancellationToken) {
                 }
                 Ok((pairs, unrouted)) => {
                     claimed = pairs.len() + unrouted.len();
-                    if !unrouted.is_empty() {
-                        let outcomes: Vec<Outcome> = unrouted
-                            .iter()
-                            .map(|t| Outcome {
-                                transmission_id: t.id,
-                                attempt_id: None,
-                                number: t.attempts,
-                                lease_owner: Some(inner.config.owner.clone()),
-                                settle: Settle::Reject {
-                                    status: "failed",
-                                    code: "no_route".into(),
-                                    message: "no active provider of the account serves this destination".into(),
-                                },
-                            })
-                            .collect();
-                        if let Err(e) = inner.store.apply_outcomes(&outcomes).await {
-                            tracing::warn!(error = %e, "failing unroutable transmissions failed; their leases will expire");
-                        }
-                    }
+                    let outcomes: Vec<Outcome> = unrouted
+                        .iter()
+                        .map(|t| {
+                            let why = "no active provider of the account serves this destination";
+                            fail_now(&inner, t, None, "no_route", why)
+                        })
+                        .collect();
+                    apply_failures(&inner, &outcomes, "unroutable transmissions").await;
                     let (pairs, mut codes) = with_codes(&inner, pairs).await;
                     let (pairs, mut files) = attachments::with_attachments(&inner, pairs).await;
                     {
@@ -445,25 +434,46 @@ async fn with_codes(
                 codes.insert(t.id, otp::code(&inner.config.secret_key, salt, len));
                 keep.push((t, a));
             }
-            None => gone.push(Outcome {
-                transmission_id: t.id,
-                attempt_id: Some(a.id),
-                number: a.number,
-                lease_owner: Some(inner.config.owner.clone()),
-                settle: Settle::Reject {
-                    status: "failed",
-                    code: "verification_gone".into(),
-                    message: "the verification this code belongs to no longer exists".into(),
-                },
-            }),
+            None => {
+                let why = "the verification this code belongs to no longer exists";
+                gone.push(fail_now(inner, &t, Some(a.id), "verification_gone", why));
+            }
         }
     }
-    if !gone.is_empty()
-        && let Err(e) = inner.store.apply_outcomes(&gone).await
-    {
-        tracing::warn!(error = %e, "failing orphaned verification messages failed; their leases will expire");
-    }
+    apply_failures(inner, &gone, "orphaned verification messages").await;
     (keep, codes)
+}
+
+/// The outcome that fails a claimed transmission now, without sending it.
+pub(crate) fn fail_now(
+    inner: &Inner,
+    t: &sauti_store::Transmission,
+    attempt_id: Option<i64>,
+    code: &str,
+    message: &str,
+) -> Outcome {
+    Outcome {
+        transmission_id: t.id,
+        attempt_id,
+        // The claim numbered the attempt after the transmission's count.
+        number: t.attempts,
+        lease_owner: Some(inner.config.owner.clone()),
+        settle: Settle::Reject {
+            status: "failed",
+            code: code.into(),
+            message: message.into(),
+        },
+    }
+}
+
+/// Write `outcomes` from [`fail_now`]; if that fails, the leases expire and the
+/// transmissions are claimed again.
+pub(crate) async fn apply_failures(inner: &Inner, outcomes: &[Outcome], what: &str) {
+    if !outcomes.is_empty()
+        && let Err(e) = inner.store.apply_outcomes(outcomes).await
+    {
+        tracing::warn!(error = %e, "failing {what} failed; their leases will expire");
+    }
 }
 
 /// Write the code into a verification message (a voice call reads it digit by digit).
