@@ -50,17 +50,23 @@ async fn attach_form(app: &App, token: &str, template: i64, file_name: &str, mim
 
 /// Upload `bytes` as the request body, `query` naming it.
 async fn attach_raw(app: &App, token: &str, template: i64, query: &str, mime: &str, bytes: Vec<u8>) -> Resp {
-    Resp::from(
-        app.client
-            .post(app.url(&format!("/api/templates/{template}/attachments{query}")))
-            .bearer_auth(token)
-            .header("Content-Type", mime)
-            .body(bytes)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    let path = format!("/api/templates/{template}/attachments{query}");
+    post_body(app, token, &path, &[("Content-Type", mime)], bytes).await
+}
+
+/// POST `body` with `headers` as it is.
+async fn post_body(
+    app: &App,
+    token: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> Resp {
+    let mut req = app.client.post(app.url(path)).bearer_auth(token);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    Resp::from(req.body(body).send().await.unwrap()).await
 }
 
 async fn download(app: &App, token: &str, path: &str) -> reqwest::Response {
@@ -118,16 +124,15 @@ both_backends_with!(
         let lines = r.body["id"].as_i64().unwrap();
         assert_eq!(r.body["content_type"], "text/csv");
         // Named by Content-Disposition instead.
-        let r = Resp::from(
-            app.client
-                .post(app.url(&format!("/api/templates/{tpl}/attachments")))
-                .bearer_auth(&t.token)
-                .header("Content-Type", "text/plain")
-                .header("Content-Disposition", "attachment; filename=\"terms.txt\"")
-                .body("Terms")
-                .send()
-                .await
-                .unwrap(),
+        let r = post_body(
+            &app,
+            &t.token,
+            &format!("/api/templates/{tpl}/attachments"),
+            &[
+                ("Content-Type", "text/plain"),
+                ("Content-Disposition", "attachment; filename=\"terms.txt\""),
+            ],
+            "Terms",
         )
         .await;
         assert_status(&r, StatusCode::CREATED, "named by Content-Disposition");
@@ -243,17 +248,8 @@ both_backends_with!(
             .await,
             "no such template",
         );
-        let r = Resp::from(
-            app.client
-                .post(app.url(&base))
-                .bearer_auth(&t.token)
-                .header("Content-Type", "multipart/form-data; boundary=x")
-                .body("--x\r\nbroken")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let broken_form = [("Content-Type", "multipart/form-data; boundary=x")];
+        let r = post_body(&app, &t.token, &base, &broken_form, "--x\r\nbroken").await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "a broken form: {}", r.text);
 
         // The limit is for all the template's files together.

@@ -91,22 +91,17 @@ fn clean_file_name(raw: &str, errors: &mut ValidationErrors) -> String {
     name
 }
 
-/// The declared type when it is a real one, else a guess from the file name.
+/// The declared type when it is a real one (`application/octet-stream` only when the
+/// file name says nothing better), else a guess from the file name.
 fn content_type_for(declared: Option<&str>, file_name: &str) -> String {
+    let guess = mime_guess::from_path(file_name).first();
     let declared = declared
         .and_then(|d| d.parse::<mime_guess::mime::Mime>().ok())
-        .filter(|m| m.essence_str() != "application/octet-stream" || !has_guess(file_name));
-    match declared {
-        Some(m) => m.essence_str().to_string(),
-        None => mime_guess::from_path(file_name)
-            .first_or_octet_stream()
-            .essence_str()
-            .to_string(),
-    }
-}
-
-fn has_guess(file_name: &str) -> bool {
-    mime_guess::from_path(file_name).first().is_some()
+        .filter(|m| m.essence_str() != "application/octet-stream" || guess.is_none());
+    declared.or(guess).map_or_else(
+        || "application/octet-stream".to_string(),
+        |m| m.essence_str().to_string(),
+    )
 }
 
 /// The file name in `Content-Disposition: attachment; filename="…"`.
