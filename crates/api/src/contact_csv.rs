@@ -443,8 +443,17 @@ pub async fn import_file(
         Err(e) if failure.is_none() => failure = Some(format!("the reader stopped: {e}")),
         _ => {}
     }
+    if progress.created + progress.updated >= ANALYZE_AFTER_ROWS {
+        // Before `completed`, so the first queries after the import are planned well.
+        if let Err(e) = store.refresh_contact_statistics().await {
+            tracing::warn!(error = %e, "refreshing contact statistics after an import");
+        }
+    }
     finish(progress, failure, sink).await
 }
+
+/// Imports that wrote at least this many contacts refresh the planner's statistics.
+const ANALYZE_AFTER_ROWS: i64 = 10_000;
 
 async fn finish(mut progress: ImportProgress, failure: Option<String>, sink: &mut impl ProgressSink) -> ImportProgress {
     progress.status = if failure.is_some() { "failed" } else { "completed" }.into();

@@ -493,13 +493,93 @@ impl Sql {
 impl Filter {
     /// Append ` AND <condition>` for every condition to `sql`, binding values after the
     /// ones `sql` already holds. Column names come from the resource spec, never the request.
+    ///
+    /// Cheap pre-tests (see [`sqlite_needle`]) come first, before any exact condition, so
+    /// a row one of them rules out is never parsed as JSON at all.
     pub fn compile_into(&self, dialect: Dialect, sql: &mut Sql) {
+        let mut exact = Vec::with_capacity(self.conditions.len());
         for c in &self.conditions {
+            let (pre, cond) = match c {
+                Condition::Metadata { path, op } => match sqlite_plain_match(path, op, dialect, sql) {
+                    Some((pre, cond)) => (Some(pre), cond),
+                    None => (None, compile_metadata(path, op, dialect, sql)),
+                },
+                _ => (None, compile_condition(c, dialect, sql)),
+            };
+            if let Some(pre) = pre {
+                sql.text.push_str(" AND ");
+                sql.text.push_str(&pre);
+            }
+            exact.push(cond);
+        }
+        for cond in exact {
             sql.text.push_str(" AND ");
-            let cond = compile_condition(c, dialect, sql);
             sql.text.push_str(&cond);
         }
     }
+}
+
+/// The JSON spelling of `s` when an equality with it can be tested on SQLite's stored
+/// text: `"north"` for `north`.
+///
+/// Every metadata column on SQLite holds text written by serde_json (or `json_patch` of
+/// it), which escapes only `"`, `\` and control characters and adds no whitespace. So a
+/// string value equal to `s` appears in the text as exactly this needle, and
+/// `instr(metadata, needle)` is a necessary condition, about ten times cheaper than the
+/// JSON functions (the 1M-contact count in docs/BENCHMARKS.md). `None` where the needle
+/// would not be necessary: values that also match a number or boolean spelled
+/// differently (`30` matches `30.0`, `true` matches JSON `true`), values that match an
+/// object's or array's text, and values serde_json would escape.
+fn sqlite_needle(s: &Scalar) -> Option<String> {
+    let Scalar::Text(t) = s else { return None };
+    let numeric = t.trim().parse::<f64>().is_ok();
+    let keyword = matches!(t.as_str(), "true" | "false" | "null");
+    let structured = t.starts_with('{') || t.starts_with('[');
+    let escaped = t.chars().any(|c| c == '"' || c == '\\' || c < ' ');
+    (!numeric && !keyword && !structured && !escaped).then(|| format!("\"{t}\""))
+}
+
+/// An equality (or `in`) on plain text values, on SQLite: the needle pre-test and the
+/// exact condition. For such values `json_extract` alone is exact: it yields the string
+/// for a JSON string, and a number, 0/1 or NULL — never equal to a plain text — for the
+/// rest, so the `json_type` cases of [`compile_metadata`] are not needed.
+fn sqlite_plain_match(path: &[String], op: &MetadataOp, dialect: Dialect, sql: &mut Sql) -> Option<(String, String)> {
+    if dialect != Dialect::Sqlite {
+        return None;
+    }
+    let values: &[Scalar] = match op {
+        MetadataOp::Eq(s) => std::slice::from_ref(s),
+        MetadataOp::In(items) => items,
+        _ => return None,
+    };
+    let needles: Vec<String> = values.iter().map(sqlite_needle).collect::<Option<_>>()?;
+    let pre: Vec<String> = needles
+        .into_iter()
+        .map(|n| format!("instr(metadata, {}) > 0", sql.bind(SqlValue::Text(n))))
+        .collect();
+    let p = sql.bind(SqlValue::Text(sqlite_json_path(path)));
+    let rhs: Vec<String> = values
+        .iter()
+        .map(|s| match s {
+            Scalar::Text(t) => sql.bind(SqlValue::Text(t.clone())),
+            _ => unreachable!("sqlite_needle accepts text only"),
+        })
+        .collect();
+    Some((
+        format!("({})", pre.join(" OR ")),
+        format!("json_extract(metadata, {p}) IN ({})", rhs.join(", ")),
+    ))
+}
+
+/// `$."k1"."k2"`: a JSON path whose keys are quoted, so none is read as path syntax.
+fn sqlite_json_path(path: &[String]) -> String {
+    let mut jp = String::from("$");
+    for k in path {
+        jp.push_str(".\"");
+        jp.push_str(k);
+        jp.push('"');
+    }
+    jp
 }
 
 fn compile_condition(c: &Condition, dialect: Dialect, sql: &mut Sql) -> String {
@@ -531,15 +611,7 @@ fn compile_metadata(path: &[String], op: &MetadataOp, dialect: Dialect, sql: &mu
     let pg_at = format!("(metadata -> {})", pg_keys.join(" -> "));
     let p = match dialect {
         Dialect::Postgres => String::new(),
-        Dialect::Sqlite => {
-            let mut jp = String::from("$");
-            for k in path {
-                jp.push_str(".\"");
-                jp.push_str(k);
-                jp.push('"');
-            }
-            sql.bind(SqlValue::Text(jp))
-        }
+        Dialect::Sqlite => sql.bind(SqlValue::Text(sqlite_json_path(path))),
     };
     // The value at the path as text: strings unquoted, numbers and booleans as JSON
     // spells them, so `q[metadata][age]=30` matches both 30 and "30".
@@ -813,7 +885,9 @@ mod tests {
             };
             lq.filter.compile_into(dialect, &mut sql);
             assert!(!sql.text.contains("DROP"), "{}", sql.text);
-            assert_eq!(sql.params.len(), 5);
+            // SQLite binds the text equality's needle too.
+            let want = if dialect == Dialect::Sqlite { 6 } else { 5 };
+            assert_eq!(sql.params.len(), want, "{}", sql.text);
             assert!(sql.params.contains(&SqlValue::Text("x'); DROP TABLE users; --".into())));
         }
         assert_eq!(order_by(&[]), " ORDER BY id ASC");
@@ -824,5 +898,38 @@ mod tests {
             }]),
             " ORDER BY created_at DESC NULLS FIRST, id DESC"
         );
+    }
+
+    #[test]
+    fn sqlite_pre_tests_only_values_spelled_one_way() {
+        let text = |t: &str| sqlite_needle(&Scalar::Text(t.into()));
+        assert_eq!(text("north").as_deref(), Some("\"north\""));
+        assert_eq!(text("").as_deref(), Some("\"\""));
+        assert_eq!(text("é ü").as_deref(), Some("\"é ü\""));
+        // Numbers and booleans also match JSON numbers and booleans, spelled otherwise.
+        for t in ["30", " 30", "9.5", "1e20", "-0", "inf", "NaN", "true", "false", "null"] {
+            assert_eq!(text(t), None, "{t}");
+        }
+        // The text of an object or array, and values serde_json escapes.
+        for t in ["{\"a\":1}", "[1]", "say \"hi\"", "C:\\dir", "a\nb", "\u{1}"] {
+            assert_eq!(text(t), None, "{t:?}");
+        }
+        assert_eq!(sqlite_needle(&Scalar::Numeric(1.0)), None);
+
+        // Pre-tests come before every exact condition.
+        let lq = q(&[
+            ("q[metadata][region]", "north"),
+            ("q[metadata][tier.in]", "gold,silver"),
+        ])
+        .unwrap();
+        let mut sql = Sql {
+            text: "account_id = $1".into(),
+            params: vec![SqlValue::Int(1)],
+        };
+        lq.filter.compile_into(Dialect::Sqlite, &mut sql);
+        let first_exact = sql.text.find("json_extract").expect("exact conditions");
+        assert_eq!(sql.text.matches("instr(").count(), 3, "{}", sql.text);
+        assert!(sql.text.rfind("instr(").unwrap() < first_exact, "{}", sql.text);
+        assert!(!sql.text.contains("json_type"), "{}", sql.text);
     }
 }

@@ -110,11 +110,17 @@ pub(crate) use on_writer;
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub max_connections: u32,
+    /// On SQLite, a filtered count over a table whose ids span at least this many is
+    /// split across cores (see `list::sqlite_count`).
+    pub split_count_min_span: i64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_connections: 16 }
+        Self {
+            max_connections: 16,
+            split_count_min_span: 100_000,
+        }
     }
 }
 
@@ -122,6 +128,7 @@ impl Default for StoreOptions {
 pub struct Store {
     pool: Pool,
     subs: std::sync::Arc<webhooks::SubscriptionCache>,
+    split_count_min_span: i64,
 }
 
 impl Store {
@@ -171,6 +178,7 @@ impl Store {
         Ok(Store {
             pool,
             subs: std::sync::Arc::new(webhooks::SubscriptionCache::new()),
+            split_count_min_span: options.split_count_min_span,
         })
     }
 

@@ -8,9 +8,15 @@ use sauti_store::{Store, StoreOptions};
 
 async fn store(backend: Backend) -> Option<(Store, TestDatabase)> {
     let db = TestDatabase::create(backend).await?;
-    let store = Store::connect(&db.url, &StoreOptions { max_connections: 2 })
-        .await
-        .expect("connect");
+    let store = Store::connect(
+        &db.url,
+        &StoreOptions {
+            max_connections: 2,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .expect("connect");
     store.migrate().await.expect("migrate");
     Some((store, db))
 }
