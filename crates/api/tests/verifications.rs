@@ -427,6 +427,33 @@ both_backends!(email_codes_and_custom_messages, |app| async move {
     assert_eq!(m["body"], "{{code}} is your Acme code. Never share it.");
     assert_eq!(m["encoding"], "GSM-7");
     assert_eq!(m["segments"], 1);
+
+    // A text's other placeholders are the recipient's contact fields.
+    let c = app
+        .post(
+            "/api/contacts",
+            &t.token,
+            json!({"msisdn": "+254712345679", "first_name": "Kate", "metadata": {"app": "Acme Pay"}}),
+        )
+        .await;
+    assert_eq!(c.status, StatusCode::CREATED, "{}", c.text);
+    let text = app
+        .post(
+            "/api/texts",
+            &t.token,
+            json!({"name": "personal", "data": "Hi {{first_name}}, your {{ metadata.app }} code is {{code}}.{{last_name}}"}),
+        )
+        .await;
+    let text_id = text.body["id"].as_i64().unwrap();
+    for (to, want) in [
+        ("+254712345679", "Hi Kate, your Acme Pay code is {{code}}."),
+        ("+254712345670", "Hi , your  code is {{code}}."),
+    ] {
+        let v = started(&app, &t.token, json!({"to": to, "text_id": text_id})).await;
+        let tid = v["send_code_attempts"][0]["transmission_id"].as_i64().unwrap();
+        let m = app.get(&format!("/api/transmissions/{tid}"), &t.token).await.body;
+        assert_eq!(m["body"], want, "{to}");
+    }
     app.stop().await;
 });
 

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use sauti_core::filter::{FieldKind, FieldSpec, ResourceSpec};
 use sauti_core::msisdn::Msisdn;
-use sauti_core::{ValidationErrors, email, otp, sms};
+use sauti_core::{ValidationErrors, email, otp, sms, template};
 use sauti_store::{
     Account, Canceled, CheckTarget, Checked, JsonMap, Limit, NewTransmission, SendLimits, StartVerification, Started,
     Verification, Window,
@@ -124,9 +124,11 @@ pub struct VerificationInput {
     /// Language of the built-in message: en, fr, es, pt, de, sw, it, nl (default en).
     pub locale: Option<String>,
     /// A stored text (`/api/texts`) to send or say instead of the built-in message; it
-    /// must contain `{{code}}`.
+    /// must contain `{{code}}`. Other placeholders (`{{first_name}}`, `{{metadata.key}}`)
+    /// are the fields of the account's contact with this number, empty if there is none.
     pub text_id: Option<i64>,
     /// A stored email template (`/api/templates`) for `email`; it must contain `{{code}}`.
+    /// Other placeholders render empty.
     pub template_id: Option<i64>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
@@ -267,6 +269,32 @@ pub(crate) async fn start(
         }
     }
     errors.into_result()?;
+
+    // A stored text or template may say more than the code: its other placeholders are
+    // the recipient's contact fields, as in any message (empty when `to` is no contact of
+    // the account; email addresses are not unique among contacts, so only phones are
+    // looked up).
+    let personal = |t: &Option<String>| {
+        t.as_deref()
+            .is_some_and(|t| template::has_placeholders(&t.replace(otp::PLACEHOLDER, "")))
+    };
+    if personal(&body) || personal(&subject) || personal(&html) {
+        let contact = match channel {
+            "email" => None,
+            _ => st.store.find_contact_by_msisdn(account_id, &to).await?,
+        };
+        let fill = |t: Option<String>, html: bool| {
+            t.map(|t| {
+                template::render(&t, html, |name| match name {
+                    "code" => Some(otp::PLACEHOLDER.to_string()),
+                    _ => contact.as_ref().and_then(|c| c.placeholder(name)),
+                })
+            })
+        };
+        body = fill(body, false);
+        subject = fill(subject, false);
+        html = fill(html, true);
+    }
 
     let body = body.unwrap_or_else(|| otp::message(&locale, &account.name).unwrap_or_default());
     if channel == "email" && subject.is_none() {
