@@ -65,3 +65,68 @@ both_backends_with_engine!(sms_through_a_twilio_compatible_provider, |app| async
     );
     app.stop().await;
 });
+
+// A Twilio-compatible provider's `throughput_per_second` is the account's, whatever the
+// number of nodes: with another worker alive, this one sends at half the rate. The other
+// worker is its heartbeat (what the engine counts); a second running engine would make
+// the test depend on which of the two claims how many messages.
+both_backends_with_engine!(a_provider_throughput_is_shared_with_live_workers, |app| async move {
+    let (_peer, base_url) = fake_twilio("tok3n", "0.05").await;
+    let t = app.tenant("Acme").await;
+    let r = app
+        .post(
+            "/api/providers",
+            &t.token,
+            json!({"name": "twilio", "kind": "twilio", "throughput_per_second": 10, "settings": {
+                "account_sid": "AC0123", "auth_token": "tok3n", "base_url": base_url, "from": "+15005550006"}}),
+        )
+        .await;
+    assert_status(&r, StatusCode::CREATED, "twilio provider");
+    let store = app.store.clone();
+    let other = tokio::spawn(async move {
+        loop {
+            let window = std::time::Duration::from_secs(5);
+            store
+                .worker_heartbeat("other-node", chrono::Utc::now(), window)
+                .await
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    });
+    // The engine beats every lease / 3 (1.7 s here) and then sees two workers; two beats'
+    // time, for a loaded machine.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+
+    const N: usize = 20;
+    let mut ids = Vec::with_capacity(N);
+    for i in 0..N {
+        let r = app
+            .post(
+                "/api/transmissions",
+                &t.token,
+                json!({"to": format!("+2547123450{i:02}"), "body": "hi"}),
+            )
+            .await;
+        assert_status(&r, StatusCode::CREATED, "queue a message");
+        ids.push(r.body["id"].as_i64().unwrap());
+    }
+    let mut sent = Vec::with_capacity(N);
+    for id in ids {
+        let at = eventually(30, "sent through Twilio", || async {
+            let m = app.get(&format!("/api/transmissions/{id}"), &t.token).await.body;
+            m["sent_at"]
+                .as_str()
+                .map(|s| chrono::DateTime::parse_from_rfc3339(s).unwrap())
+        })
+        .await;
+        sent.push(at);
+    }
+    // 5/s with a burst of 5: the 20 take at least 3 s; at the whole 10/s, 1 s.
+    let span = *sent.iter().max().unwrap() - *sent.iter().min().unwrap();
+    assert!(
+        span >= chrono::Duration::milliseconds(2500),
+        "{N} messages at half of 10/s went out in {span}"
+    );
+    other.abort();
+    app.stop().await;
+});
