@@ -549,7 +549,7 @@ fn sqlite_plain_match(path: &[String], op: &MetadataOp, dialect: Dialect, sql: &
     }
     let values: &[Scalar] = match op {
         MetadataOp::Eq(s) => std::slice::from_ref(s),
-        MetadataOp::In(items) => items,
+        MetadataOp::In(items) if !items.is_empty() => items,
         _ => return None,
     };
     let needles: Vec<String> = values.iter().map(sqlite_needle).collect::<Option<_>>()?;

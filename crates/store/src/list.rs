@@ -134,7 +134,9 @@ async fn sqlite_count(
     min_span: i64,
     filtered: bool,
 ) -> StoreResult<i64> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4) as i64;
+    // Asked once: on Linux the answer reads the cgroup files.
+    static CORES: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4) as i64);
     // Only a plain table has an `id` whose bounds cost two index probes — as two
     // subqueries: SQLite reads `MIN(id), MAX(id)` together by scanning the table.
     let plain = table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
