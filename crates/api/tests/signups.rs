@@ -105,31 +105,21 @@ both_backends_with!(
 
         let code = signup_code(&app, t.account_id, &s).await;
         let wrong = if code == "000000" { "000001" } else { "000000" };
-        let r = app
-            .post(
+        let check = async |code: &str| {
+            app.post(
                 &format!("/api/signups/{id}/verification_checks"),
                 &app_token,
-                json!({"code": wrong}),
+                json!({ "code": code }),
             )
-            .await;
+            .await
+        };
+        let r = check(wrong).await;
         assert_invalid(&r, "code", "a wrong OTP");
-        let r = app
-            .post(
-                &format!("/api/signups/{id}/verification_checks"),
-                &app_token,
-                json!({"code": code}),
-            )
-            .await;
+        let r = check(&code).await;
         assert_status(&r, StatusCode::OK, "verify OTP");
         assert_eq!(r.body["status"], "verified");
         assert_timestamp(&r.body["phone_verified_at"], "phone_verified_at");
-        let r = app
-            .post(
-                &format!("/api/signups/{id}/verification_checks"),
-                &app_token,
-                json!({"code": code}),
-            )
-            .await;
+        let r = check(&code).await;
         assert_invalid(&r, "phone", "verify twice");
 
         // Documents: all three, images by content.

@@ -6,20 +6,22 @@ mod common;
 
 use common::*;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
+
+/// A Twilio provider of `t` pointing at the fake at `base_url`, with `extra` fields.
+async fn twilio_provider(app: &App, t: &Tenant, base_url: &str, extra: Value) -> Resp {
+    let mut body = json!({"name": "twilio", "kind": "twilio", "settings": {
+        "account_sid": "AC0123", "auth_token": "tok3n", "base_url": base_url, "from": "+15005550006"}});
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let r = app.post("/api/providers", &t.token, body).await;
+    assert_status(&r, StatusCode::CREATED, "twilio provider");
+    r
+}
 
 both_backends_with_engine!(sms_through_a_twilio_compatible_provider, |app| async move {
     let (_peer, base_url) = fake_twilio("tok3n", "0.05").await;
     let t = app.tenant("Acme").await;
-    let r = app
-        .post(
-            "/api/providers",
-            &t.token,
-            json!({"name": "twilio", "kind": "twilio", "settings": {
-                "account_sid": "AC0123", "auth_token": "tok3n", "base_url": base_url, "from": "+15005550006"}}),
-        )
-        .await;
-    assert_status(&r, StatusCode::CREATED, "twilio provider");
+    let r = twilio_provider(&app, &t, &base_url, json!({})).await;
     assert_eq!(r.body["settings"]["auth_token"], "[FILTERED]");
     let r = app
         .post(
@@ -73,15 +75,7 @@ both_backends_with_engine!(sms_through_a_twilio_compatible_provider, |app| async
 both_backends_with_engine!(a_provider_throughput_is_shared_with_live_workers, |app| async move {
     let (_peer, base_url) = fake_twilio("tok3n", "0.05").await;
     let t = app.tenant("Acme").await;
-    let r = app
-        .post(
-            "/api/providers",
-            &t.token,
-            json!({"name": "twilio", "kind": "twilio", "throughput_per_second": 10, "settings": {
-                "account_sid": "AC0123", "auth_token": "tok3n", "base_url": base_url, "from": "+15005550006"}}),
-        )
-        .await;
-    assert_status(&r, StatusCode::CREATED, "twilio provider");
+    twilio_provider(&app, &t, &base_url, json!({"throughput_per_second": 10})).await;
     let store = app.store.clone();
     let other = tokio::spawn(async move {
         loop {

@@ -499,13 +499,7 @@ impl Filter {
     pub fn compile_into(&self, dialect: Dialect, sql: &mut Sql) {
         let mut exact = Vec::with_capacity(self.conditions.len());
         for c in &self.conditions {
-            let (pre, cond) = match c {
-                Condition::Metadata { path, op } => match sqlite_plain_match(path, op, dialect, sql) {
-                    Some((pre, cond)) => (Some(pre), cond),
-                    None => (None, compile_metadata(path, op, dialect, sql)),
-                },
-                _ => (None, compile_condition(c, dialect, sql)),
-            };
+            let (pre, cond) = compile_condition(c, dialect, sql);
             if let Some(pre) = pre {
                 sql.text.push_str(" AND ");
                 sql.text.push_str(&pre);
@@ -582,8 +576,9 @@ fn sqlite_json_path(path: &[String]) -> String {
     jp
 }
 
-fn compile_condition(c: &Condition, dialect: Dialect, sql: &mut Sql) -> String {
-    match c {
+/// A condition's cheap pre-test, if it has one, and the condition itself.
+fn compile_condition(c: &Condition, dialect: Dialect, sql: &mut Sql) -> (Option<String>, String) {
+    let exact = match c {
         Condition::Before { column, at } => format!("{column} < {}", sql.bind(SqlValue::Timestamp(*at))),
         Condition::After { column, at } => format!("{column} > {}", sql.bind(SqlValue::Timestamp(*at))),
         Condition::Field { column, value } => {
@@ -594,8 +589,14 @@ fn compile_condition(c: &Condition, dialect: Dialect, sql: &mut Sql) -> String {
                 format!("{column} = {placeholder}")
             }
         }
-        Condition::Metadata { path, op } => compile_metadata(path, op, dialect, sql),
-    }
+        Condition::Metadata { path, op } => {
+            if let Some((pre, exact)) = sqlite_plain_match(path, op, dialect, sql) {
+                return (Some(pre), exact);
+            }
+            compile_metadata(path, op, dialect, sql)
+        }
+    };
+    (None, exact)
 }
 
 fn compile_metadata(path: &[String], op: &MetadataOp, dialect: Dialect, sql: &mut Sql) -> String {
