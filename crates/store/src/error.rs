@@ -12,6 +12,9 @@ pub enum StoreError {
     Config(String),
     #[error("database: {0}")]
     Database(sqlx::Error),
+    /// From the inline SQLite reads (`inline.rs`).
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

@@ -18,6 +18,7 @@ mod error;
 mod groups;
 mod idempotency;
 mod imports;
+mod inline;
 mod list;
 mod providers;
 mod recordings;
@@ -127,6 +128,8 @@ impl Default for StoreOptions {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    /// On a SQLite file: the point reads that skip sqlx's connection threads.
+    inline: Option<std::sync::Arc<inline::InlineReads>>,
     subs: std::sync::Arc<webhooks::SubscriptionCache>,
     split_count_min_span: i64,
 }
@@ -134,6 +137,7 @@ pub struct Store {
 impl Store {
     /// Connect to `sqlite://path` (the file is created) or `postgres://…`.
     pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<Store> {
+        let mut inline = None;
         let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
@@ -166,8 +170,13 @@ impl Store {
                 // Writers wait their turn here rather than in the busy handler; under a
                 // burst of sends the queue may be a few seconds long.
                 .acquire_timeout(Duration::from_secs(30))
-                .connect_with(opts)
+                .connect_with(opts.clone())
                 .await?;
+            // An in-memory database lives inside sqlx's connections; only a file can be
+            // shared with the inline readers.
+            if !url.contains(":memory:") && !url.contains("mode=memory") {
+                inline = Some(std::sync::Arc::new(inline::InlineReads::new(opts.get_filename())));
+            }
             Pool::Sqlite(pool, writer)
         } else {
             return Err(StoreError::Config(format!(
@@ -177,6 +186,7 @@ impl Store {
         };
         Ok(Store {
             pool,
+            inline,
             subs: std::sync::Arc::new(webhooks::SubscriptionCache::new()),
             split_count_min_span: options.split_count_min_span,
         })
