@@ -89,7 +89,15 @@ for backend in $backends; do
     if [[ "$mode" == pacing ]]; then pace="$rate"; else pace=null; fi
     id="$(api -d "{\"channel\":\"sms\",\"body\":\"Dear {{first_name}}, the water point opens at 9.\",\"group_id\":$group,\"rate_per_minute\":$pace}" \
         "$base/api/callouts" | json 'd["id"]')"
-    stats() { api "$base/api/callouts/$id/statistics"; }
+    # Each statistics read is timed: it groups every participation, so its cost grows
+    # with the callout and it runs beside the delivery being measured.
+    stats() {
+        local a out
+        a="$(now)"
+        out="$(api "$base/api/callouts/$id/statistics")"
+        echo "$a $(now) $out" >>"$dir/stats-times"
+        printf '%s\n' "$out"
+    }
     sleep 1
     t0="$(now)"
     api -d '{"event":"start"}' "$base/api/callouts/$id/callout_events" >/dev/null
@@ -115,11 +123,14 @@ for backend in $backends; do
         done
         t1="$(now)"
         rss="$(awk '/VmHWM/{print $2" "$3}' "/proc/$server/status")"
+        cp "$dir/stats-times" "bench/out/callout-fanout-$backend-timeline.txt"
         echo "$s" >"bench/out/callout-fanout-$backend.json"
-        python3 - "$backend" "$contacts" "$t0" "$t1" "$rss" <<'EOF' | tee -a bench/out/callout-results.txt
+        python3 - "$backend" "$contacts" "$t0" "$t1" "$rss" "$dir/stats-times" <<'EOF' | tee -a bench/out/callout-results.txt
 import sys
 backend, n, t0, t1, rss = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
-print(f"{backend} fanout: {n} contacts delivered in {t1 - t0:.1f} s = {n / (t1 - t0):,.0f} messages/s end to end; peak_rss={rss}")
+reads = [float(b) - float(a) for a, b, _ in (line.split(maxsplit=2) for line in open(sys.argv[6]))]
+print(f"{backend} fanout: {n} contacts delivered in {t1 - t0:.1f} s = {n / (t1 - t0):,.0f} messages/s end to end; peak_rss={rss}; "
+      f"{len(reads)} statistics reads, last {reads[-1] * 1000:.0f} ms, slowest {max(reads) * 1000:.0f} ms")
 EOF
     else
         sleep 10
