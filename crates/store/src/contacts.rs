@@ -211,39 +211,38 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> StoreResult<Vec<Contact>> {
-        let (sql, base) = match scope {
+        let group = match scope {
+            Some(ContactScope::Group(g)) => Some(g),
+            _ => None,
+        };
+        let mut base = match group {
+            Some(_) => account_scope(account_id),
+            None => scoped(account_id, scope),
+        };
+        query.filter.compile_into(self.dialect(), &mut base);
+        let after = base.bind(SqlValue::Int(after));
+        let limit = base.bind(SqlValue::Int(i64::from(limit)));
+        let sql = match group {
             // A group's page walks the group's own index from the cursor and stops after
             // `limit` matches. `scoped`'s `id IN (SELECT … group)` would have SQLite read
             // every member of the group for each page (a million lookups a page for a
             // million-contact group, which held a campaign's population to 3k/s).
             // `members` has one column, so the filter's unqualified names stay the
             // contact's.
-            Some(ContactScope::Group(group)) => {
-                let mut base = account_scope(account_id);
-                query.filter.compile_into(self.dialect(), &mut base);
+            Some(group) => {
                 let group = base.bind(SqlValue::Int(group));
-                let after = base.bind(SqlValue::Int(after));
-                let limit = base.bind(SqlValue::Int(i64::from(limit)));
-                let sql = format!(
+                format!(
                     "SELECT contacts.* FROM (SELECT contact_id FROM group_contacts \
                      WHERE group_id = {group} AND contact_id > {after}) AS members \
                      CROSS JOIN contacts WHERE contacts.id = members.contact_id AND {} \
                      ORDER BY members.contact_id LIMIT {limit}",
                     base.text
-                );
-                (sql, base)
+                )
             }
-            _ => {
-                let mut base = scoped(account_id, scope);
-                query.filter.compile_into(self.dialect(), &mut base);
-                let after = base.bind(SqlValue::Int(after));
-                let limit = base.bind(SqlValue::Int(i64::from(limit)));
-                let sql = format!(
-                    "SELECT * FROM contacts WHERE {} AND id > {after} ORDER BY id LIMIT {limit}",
-                    base.text
-                );
-                (sql, base)
-            }
+            None => format!(
+                "SELECT * FROM contacts WHERE {} AND id > {after} ORDER BY id LIMIT {limit}",
+                base.text
+            ),
         };
         let sql = sqlx::AssertSqlSafe(sql);
         Ok(match &self.pool {

@@ -19,7 +19,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::types::Type;
-use rusqlite::{Connection, OpenFlags, Row};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Params, Row};
 use serde::de::DeserializeOwned;
 
 /// Idle connections kept for reuse; more may be open while reads run side by side.
@@ -47,9 +47,20 @@ impl InlineReads {
         }
     }
 
+    /// The one row `sql` selects, if any, mapped by `map`; the statement stays prepared
+    /// on the connection.
+    pub(crate) fn row<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<Option<T>> {
+        self.run(|c| c.prepare_cached(sql)?.query_row(params, map).optional())
+    }
+
     /// Run `read` on an idle connection (opening one if none is idle). The lock is held
     /// only to take the connection and to put it back, never during the read.
-    pub(crate) fn run<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    fn run<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let conn = match idle {
             Some(conn) => conn,

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sauti_core::clock;
 use sauti_core::filter::ListQuery;
 
-use rusqlite::{OptionalExtension, named_params};
+use rusqlite::named_params;
 
 use crate::inline;
 use crate::list::account_scope;
@@ -85,19 +85,15 @@ impl Store {
         let sql = "SELECT t.id AS token_id, t.account_id, t.user_id, t.permissions, t.expires_at, a.super_admin \
                    FROM access_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.digest = $1";
         if let Some(inline) = &self.inline {
-            return Ok(inline.run(|c| {
-                c.prepare_cached(sql)?
-                    .query_row(named_params! {"$1": digest}, |r| {
-                        Ok(Principal {
-                            token_id: r.get(0)?,
-                            account_id: r.get(1)?,
-                            user_id: r.get(2)?,
-                            permissions: Json(inline::json(r, 3)?),
-                            expires_at: r.get(4)?,
-                            super_admin: r.get(5)?,
-                        })
-                    })
-                    .optional()
+            return Ok(inline.row(sql, named_params! {"$1": digest}, |r| {
+                Ok(Principal {
+                    token_id: r.get(0)?,
+                    account_id: r.get(1)?,
+                    user_id: r.get(2)?,
+                    permissions: Json(inline::json(r, 3)?),
+                    expires_at: r.get(4)?,
+                    super_admin: r.get(5)?,
+                })
             })?);
         }
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(digest).fetch_optional(p).await)?)
@@ -107,22 +103,18 @@ impl Store {
         let sql = "SELECT id, account_id, user_id, kind, permissions, metadata, expires_at, created_at, updated_at \
                    FROM access_tokens WHERE account_id = $1 AND id = $2";
         if let Some(inline) = &self.inline {
-            return Ok(inline.run(|c| {
-                c.prepare_cached(sql)?
-                    .query_row(named_params! {"$1": account_id, "$2": id}, |r| {
-                        Ok(AccessToken {
-                            id: r.get(0)?,
-                            account_id: r.get(1)?,
-                            user_id: r.get(2)?,
-                            kind: r.get(3)?,
-                            permissions: Json(inline::json(r, 4)?),
-                            metadata: Json(inline::json(r, 5)?),
-                            expires_at: r.get(6)?,
-                            created_at: r.get(7)?,
-                            updated_at: r.get(8)?,
-                        })
-                    })
-                    .optional()
+            return Ok(inline.row(sql, named_params! {"$1": account_id, "$2": id}, |r| {
+                Ok(AccessToken {
+                    id: r.get(0)?,
+                    account_id: r.get(1)?,
+                    user_id: r.get(2)?,
+                    kind: r.get(3)?,
+                    permissions: Json(inline::json(r, 4)?),
+                    metadata: Json(inline::json(r, 5)?),
+                    expires_at: r.get(6)?,
+                    created_at: r.get(7)?,
+                    updated_at: r.get(8)?,
+                })
             })?);
         }
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(account_id).bind(id).fetch_optional(p).await)?)
