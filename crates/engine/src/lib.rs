@@ -659,15 +659,10 @@ async fn write_loop(inner: Arc<Inner>, mut events: mpsc::Receiver<Event>, stop: 
         let settled = outcomes.len();
         let mut delay = Duration::from_millis(100);
         // A failed write is retried, never dropped: these outcomes exist nowhere else.
+        // Outcomes and receipts go in one transaction (one turn of SQLite's writer).
         loop {
-            let r = async {
-                inner.store.apply_outcomes(&outcomes).await?;
-                inner.store.apply_receipts(&receipts).await?;
-                Ok::<_, sauti_store::StoreError>(())
-            }
-            .await;
-            match r {
-                Ok(()) => break,
+            match inner.store.settle_batch(&outcomes, &receipts).await {
+                Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "writing delivery outcomes failed; retrying");
                     if stop.is_cancelled() && delay > Duration::from_secs(2) {

@@ -540,7 +540,7 @@ impl Store {
                 for q in &follow {
                     sqlx::query_with(q.sql(), args(p, q)).persistent(false).execute(&mut *tx).await?;
                 }
-                if let Some(w) = subs.deliveries(d, &[c.status_event()], now) {
+                for w in subs.deliveries(d, &[c.status_event()], now) {
                     sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
                 }
             }
@@ -594,7 +594,7 @@ impl Store {
                 q.push("UPDATE callouts SET status = 'stopped', pace_next_at = NULL, updated_at = ").ts(now);
                 q.push(" WHERE id = ").int(id).push(" RETURNING *");
                 let stopped: Callout = sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_one(&mut *tx).await?;
-                if let Some(w) = subs.deliveries(d, &[stopped.status_event()], now) {
+                for w in subs.deliveries(d, &[stopped.status_event()], now) {
                     sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
@@ -640,7 +640,7 @@ impl Store {
                 q.push("UPDATE callouts SET status = 'completed', pace_next_at = NULL, completed_at = ").ts(now);
                 q.push(", updated_at = ").ts(now).push(" WHERE id = ").int(id).push(" RETURNING *");
                 let done: Callout = sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_one(&mut *tx).await?;
-                if let Some(w) = subs.deliveries(d, &[done.status_event()], now) {
+                for w in subs.deliveries(d, &[done.status_event()], now) {
                     sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;

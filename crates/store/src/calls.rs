@@ -358,7 +358,7 @@ impl Store {
                 }
             }
             let events: Vec<WebhookEvent> = changed.iter().filter_map(Transmission::status_event).collect();
-            if let Some(w) = subs.deliveries(d, &events, now) {
+            for w in subs.deliveries(d, &events, now) {
                 sqlx::query_with(w.sql(), crate::sql::args(p, &w)).execute(&mut *tx).await?;
             }
             tx.commit().await?;

@@ -92,22 +92,54 @@ impl Store {
     /// (those accepted by their provider only when a webhook endpoint listens for status
     /// changes).
     pub async fn apply_outcomes(&self, outcomes: &[Outcome]) -> StoreResult<Vec<Transmission>> {
-        if outcomes.is_empty() {
-            return Ok(vec![]);
+        Ok(self.settle_batch(outcomes, &[]).await?.0)
+    }
+
+    /// Apply delivery receipts in one transaction: each is stored raw as a provider
+    /// event, then matched to its attempt (by attempt id when the provider echoes ours,
+    /// else by the provider's message id) and applied.
+    pub async fn apply_receipts(&self, receipts: &[ReceiptIn]) -> StoreResult<Vec<ReceiptMatch>> {
+        Ok(self.settle_batch(&[], receipts).await?.1)
+    }
+
+    /// Outcomes, then receipts, in one transaction: what the engine's outcome writer
+    /// gathered since its last turn. One transaction is one turn of SQLite's single
+    /// writer (decision 0015); with the two in separate turns, the claims and the
+    /// population ran between them and the receipts (whose deliver_sm the SMSC holds in
+    /// its window until they are written) waited twice as long. The outcomes go first: a
+    /// receipt may name the message id that an outcome of the same batch records.
+    ///
+    /// A batch costs a handful of statements whatever its size: at thousands of receipts
+    /// a second, a statement per receipt was the engine's bottleneck. Returns the
+    /// transmissions the outcomes changed (as [`Store::apply_outcomes`]) and what each
+    /// receipt matched.
+    pub async fn settle_batch(
+        &self,
+        outcomes: &[Outcome],
+        receipts: &[ReceiptIn],
+    ) -> StoreResult<(Vec<Transmission>, Vec<ReceiptMatch>)> {
+        if outcomes.is_empty() && receipts.is_empty() {
+            return Ok((vec![], vec![]));
         }
         let now = clock::now();
         let subs = self.subscriptions().await?;
         let d = self.dialect();
-        // The common case — accepted by the provider — is applied in two statements per
-        // batch; the rest one by one.
-        let (sent, rest): (Vec<&Outcome>, Vec<&Outcome>) = outcomes.iter().partition(|o| {
-            matches!(o.settle, Settle::Sent { .. }) && o.attempt_id.is_some() && o.lease_owner.is_some()
-        });
         // The changed rows are read back only for the webhooks that want them: returning
         // every column of thousands of rows is much of a batch's cost.
         let listen = subs.wants_status_changes();
+        // The common outcome — accepted by the provider — is applied in two statements
+        // per chunk; the rest one by one.
+        let (sent, rest): (Vec<&Outcome>, Vec<&Outcome>) = outcomes.iter().partition(|o| {
+            matches!(o.settle, Settle::Sent { .. }) && o.attempt_id.is_some() && o.lease_owner.is_some()
+        });
         let batched: Vec<(Q, Q)> = sent.chunks(CHUNK).map(|c| sent_sql(d, c, now, listen)).collect();
         let statements: Vec<(Option<Q>, Q)> = rest.iter().map(|o| outcome_sql(d, o, now)).collect();
+        let by_id: Vec<i64> = receipts.iter().filter_map(|r| r.attempt_id).collect();
+        let by_remote: Vec<&str> = receipts
+            .iter()
+            .filter(|r| r.attempt_id.is_none())
+            .map(|r| r.remote_id.as_str())
+            .collect();
         Ok(on_writer!(self, p => {
             let mut tx = p.begin().await?;
             let mut changed = Vec::new();
@@ -126,37 +158,7 @@ impl Store {
                 let row: Option<Transmission> = sqlx::query_as_with(trans.sql(), args(p, trans)).persistent(false).fetch_optional(&mut *tx).await?;
                 changed.extend(row);
             }
-            let events: Vec<WebhookEvent> = changed.iter().filter_map(Transmission::status_event).collect();
-            if let Some(w) = subs.deliveries(d, &events, now) {
-                sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            changed
-        }))
-    }
-
-    /// Apply delivery receipts in one transaction: each is stored raw as a provider
-    /// event, then matched to its attempt (by attempt id when the provider echoes ours,
-    /// else by the provider's message id) and applied. A batch costs a handful of
-    /// statements whatever its size: at thousands of receipts a second, a statement per
-    /// receipt was the engine's bottleneck.
-    pub async fn apply_receipts(&self, receipts: &[ReceiptIn]) -> StoreResult<Vec<ReceiptMatch>> {
-        if receipts.is_empty() {
-            return Ok(vec![]);
-        }
-        let now = clock::now();
-        let subs = self.subscriptions().await?;
-        // As for outcomes: changed rows are read back only for webhooks.
-        let listen = subs.wants_status_changes();
-        let d = self.dialect();
-        let by_id: Vec<i64> = receipts.iter().filter_map(|r| r.attempt_id).collect();
-        let by_remote: Vec<&str> = receipts
-            .iter()
-            .filter(|r| r.attempt_id.is_none())
-            .map(|r| r.remote_id.as_str())
-            .collect();
-        Ok(on_writer!(self, p => {
-            let mut tx = p.begin().await?;
+            let outcome_changes = changed.len();
             let mut found: Vec<ReceiptTarget> = Vec::new();
             for chunk in by_id.chunks(CHUNK) {
                 let mut q = Q::new(d);
@@ -223,7 +225,6 @@ impl Store {
                 q.push(") AS v WHERE attempts.id = v.column1 AND (v.column2 <> 'intermediate' OR attempts.status IN ('sending', 'sent', 'ambiguous'))");
                 sqlx::query_with(q.sql(), args(p, &q)).persistent(false).execute(&mut *tx).await?;
             }
-            let mut changed: Vec<Transmission> = Vec::new();
             // A delivered receipt settles the transmission whatever came after (a resend
             // queued after an ambiguous attempt is dropped: the message arrived).
             let delivered: Vec<i64> = applied.iter().filter(|(r, _)| r.status == status::DELIVERED).map(|(_, a)| a.transmission_id).collect();
@@ -271,11 +272,13 @@ impl Store {
                 }
             }
             let events: Vec<WebhookEvent> = changed.iter().filter_map(Transmission::status_event).collect();
-            if let Some(w) = subs.deliveries(d, &events, now) {
+            for w in subs.deliveries(d, &events, now) {
                 sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
             }
             tx.commit().await?;
-            matched.iter().map(|a| if a.is_some() { ReceiptMatch::Applied } else { ReceiptMatch::Unmatched }).collect()
+            changed.truncate(outcome_changes);
+            let matches = matched.iter().map(|a| if a.is_some() { ReceiptMatch::Applied } else { ReceiptMatch::Unmatched }).collect();
+            (changed, matches)
         }))
     }
 

@@ -107,6 +107,9 @@ macro_rules! on_writer {
 }
 pub(crate) use on_writer;
 
+/// Rows sqlx's SQLite connection thread may hand over before the reader takes them.
+const ROW_BUFFER: usize = 2048;
+
 /// Connection settings beyond the URL.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -159,14 +162,26 @@ impl Store {
                 // checkpointing every 16 MiB of WAL instead of every 4 MiB means fewer
                 // fsyncs. Both were visible in profiles of the 1M-contact import.
                 .pragma("cache_size", "-16384")
-                .pragma("wal_autocheckpoint", "4096");
+                .pragma("wal_autocheckpoint", "4096")
+                // sqlx's connection thread hands rows over through a channel of 50 (its
+                // default): a statement returning more (a claim, a page, a RETURNING of a
+                // batch) stopped every 50 rows until the async side woke up and drained
+                // them, and in the single writer's case everything waited meanwhile.
+                // Every read here collects its rows anyway (none streams an unbounded
+                // result), so the larger channel holds no more than the result.
+                .row_buffer_size(ROW_BUFFER);
+            // No ping before each acquire (sqlx's default): a local file's connection does
+            // not drop like a socket, and the ping is one more hand-off to the connection's
+            // thread in front of every statement or transaction.
             let pool = SqlitePoolOptions::new()
                 .max_connections(options.max_connections.clamp(1, 8))
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts.clone())
                 .await?;
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
+                .test_before_acquire(false)
                 // Writers wait their turn here rather than in the busy handler; under a
                 // burst of sends the queue may be a few seconds long.
                 .acquire_timeout(Duration::from_secs(30))

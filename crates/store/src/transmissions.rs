@@ -308,7 +308,7 @@ impl Store {
                     events_of_inbound.push(e);
                 }
             }
-            if let Some(w) = subs.deliveries(self.dialect(), &events_of_inbound, now) {
+            for w in subs.deliveries(self.dialect(), &events_of_inbound, now) {
                 sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
             }
             tx.commit().await?;
@@ -438,7 +438,7 @@ impl Store {
             let mut tx = p.begin().await?;
             let row: Option<Transmission> = sqlx::query_as_with(q.sql(), args(p, q)).persistent(false).fetch_optional(&mut *tx).await?;
             let events: Vec<WebhookEvent> = row.iter().filter_map(Transmission::status_event).collect();
-            if let Some(w) = subs.deliveries(self.dialect(), &events, now) {
+            for w in subs.deliveries(self.dialect(), &events, now) {
                 sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
             }
             tx.commit().await?;
@@ -600,7 +600,7 @@ impl Store {
             let mut tx = p.begin().await?;
             let rows: Vec<Transmission> = sqlx::query_as_with(q.sql(), args(p, &q)).persistent(false).fetch_all(&mut *tx).await?;
             let events: Vec<WebhookEvent> = rows.iter().filter_map(Transmission::status_event).collect();
-            if let Some(w) = subs.deliveries(self.dialect(), &events, now) {
+            for w in subs.deliveries(self.dialect(), &events, now) {
                 sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
             }
             tx.commit().await?;

@@ -434,7 +434,7 @@ impl Store {
                         event_type: "verification.approved".into(),
                         data: a.to_json(now, None),
                     };
-                    if let Some(w) = subs.deliveries(dialect, &[event], now) {
+                    for w in subs.deliveries(dialect, &[event], now) {
                         sqlx::query_with(w.sql(), args(p, &w)).persistent(false).execute(&mut *tx).await?;
                     }
                 }

@@ -152,8 +152,6 @@ fn message_id() -> String {
 }
 
 impl Subscriptions {
-    /// The insert of one delivery per (event, subscribed endpoint), or `None` when nobody
-    /// listens.
     /// Whether any endpoint listens for `transmission.status_changed`.
     pub(crate) fn wants_status_changes(&self) -> bool {
         self.endpoints
@@ -161,50 +159,62 @@ impl Subscriptions {
             .any(|(_, _, types)| types.iter().any(|t| t == "transmission.status_changed"))
     }
 
-    pub(crate) fn deliveries(&self, dialect: Dialect, events: &[WebhookEvent], now: DateTime<Utc>) -> Option<Q> {
+    /// The inserts of one delivery per (event, subscribed endpoint), none when nobody
+    /// listens. At most [`DELIVERY_ROWS`] rows a statement: a batch of a few thousand
+    /// status changes with an endpoint or two would pass the bound-parameter limits
+    /// (32,766 on SQLite, 65,535 on PostgreSQL) in one.
+    pub(crate) fn deliveries(&self, dialect: Dialect, events: &[WebhookEvent], now: DateTime<Utc>) -> Vec<Q> {
+        let mut statements = Vec::new();
         if self.endpoints.is_empty() || events.is_empty() {
-            return None;
+            return statements;
         }
+        let header = "INSERT INTO webhook_deliveries (account_id, endpoint_id, message_id, event_type, payload, status, \
+                      attempts, next_attempt_at, created_at, updated_at) VALUES ";
         let mut q = Q::new(dialect);
-        q.push(
-            "INSERT INTO webhook_deliveries (account_id, endpoint_id, message_id, event_type, payload, status, attempts, \
-             next_attempt_at, created_at, updated_at) VALUES ",
-        );
         let mut n = 0;
         for e in events {
-            let listeners: Vec<i64> = self
+            let listeners = self
                 .endpoints
                 .iter()
                 .filter(|(_, a, types)| *a == e.account_id && types.contains(&e.event_type))
-                .map(|(id, _, _)| *id)
-                .collect();
-            if listeners.is_empty() {
-                continue;
-            }
-            let payload = json!({"type": e.event_type, "timestamp": ts(&now), "data": e.data}).to_string();
-            let msg = message_id();
+                .map(|(id, _, _)| *id);
+            let mut payload = None;
             for endpoint in listeners {
-                if n > 0 {
-                    q.push(", ");
+                let payload = payload.get_or_insert_with(|| {
+                    (
+                        json!({"type": e.event_type, "timestamp": ts(&now), "data": e.data}).to_string(),
+                        message_id(),
+                    )
+                });
+                if n == DELIVERY_ROWS {
+                    statements.push(std::mem::replace(&mut q, Q::new(dialect)));
+                    n = 0;
                 }
+                q.push(if n == 0 { header } else { ", " });
                 n += 1;
                 q.push("(")
                     .int(e.account_id)
                     .push(", ")
                     .int(endpoint)
                     .push(", ")
-                    .text(&msg);
+                    .text(&payload.1);
                 q.push(", ")
                     .text(&e.event_type)
                     .push(", ")
-                    .text(&payload)
+                    .text(&payload.0)
                     .push(", 'pending', 0, ");
                 q.ts(now).push(", ").ts(now).push(", ").ts(now).push(")");
             }
         }
-        (n > 0).then_some(q)
+        if n > 0 {
+            statements.push(q);
+        }
+        statements
     }
 }
+
+/// Rows per webhook-delivery insert (8 parameters each).
+const DELIVERY_ROWS: usize = 1000;
 
 impl Store {
     /// The current subscriptions, re-read when older than [`SUBSCRIPTIONS_TTL`].
