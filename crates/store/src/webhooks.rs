@@ -173,19 +173,18 @@ impl Subscriptions {
         let mut q = Q::new(dialect);
         let mut n = 0;
         for e in events {
-            let listeners = self
+            let listeners: Vec<i64> = self
                 .endpoints
                 .iter()
                 .filter(|(_, a, types)| *a == e.account_id && types.contains(&e.event_type))
-                .map(|(id, _, _)| *id);
-            let mut payload = None;
+                .map(|(id, _, _)| *id)
+                .collect();
+            if listeners.is_empty() {
+                continue;
+            }
+            let payload = json!({"type": e.event_type, "timestamp": ts(&now), "data": e.data}).to_string();
+            let msg = message_id();
             for endpoint in listeners {
-                let payload = payload.get_or_insert_with(|| {
-                    (
-                        json!({"type": e.event_type, "timestamp": ts(&now), "data": e.data}).to_string(),
-                        message_id(),
-                    )
-                });
                 if n == DELIVERY_ROWS {
                     statements.push(std::mem::replace(&mut q, Q::new(dialect)));
                     n = 0;
@@ -197,11 +196,11 @@ impl Subscriptions {
                     .push(", ")
                     .int(endpoint)
                     .push(", ")
-                    .text(&payload.1);
+                    .text(&msg);
                 q.push(", ")
                     .text(&e.event_type)
                     .push(", ")
-                    .text(&payload.0)
+                    .text(&payload)
                     .push(", 'pending', 0, ");
                 q.ts(now).push(", ").ts(now).push(", ").ts(now).push(")");
             }
