@@ -778,7 +778,7 @@ async fn campaign_crash(dir: &Path, env: &[(&str, &str)], db_url: &str, workers:
             })
             .collect();
         store
-            .upsert_contacts_batch(account.account_id, &rows, Some(group.id))
+            .upsert_contacts_batch(account.account_id, rows, Some(group.id))
             .await
             .unwrap();
     }

@@ -4,7 +4,7 @@
 //! both drivers accept, and run on whichever pool is configured ([`on_pool!`]); where the
 //! dialects differ (JSON paths, upserts) the SQL is chosen per [`Dialect`].
 //! Every tenant-owned query takes the account id and filters by it.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod accounts;
 pub mod blobs;
