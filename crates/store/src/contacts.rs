@@ -72,6 +72,23 @@ pub struct ContactFields {
     pub opted_out_at: Option<DateTime<Utc>>,
 }
 
+impl ContactFields {
+    /// The optional text columns an import writes, in the order of its INSERT: `email`,
+    /// `first_name`, `last_name`, `address`, `custom1..3`, `description`.
+    pub(crate) fn import_texts(&self) -> [&Option<String>; 8] {
+        [
+            &self.email,
+            &self.first_name,
+            &self.last_name,
+            &self.address,
+            &self.custom1,
+            &self.custom2,
+            &self.custom3,
+            &self.description,
+        ]
+    }
+}
+
 /// What a contact list or audience filters on (`q[...]` of `GET /api/contacts`, a
 /// callout's `contact_filter_params`).
 pub const FILTER: ResourceSpec = ResourceSpec {

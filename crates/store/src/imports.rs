@@ -2,7 +2,7 @@
 //! upsert that makes a million-row CSV fast.
 
 use chrono::{DateTime, Utc};
-use rusqlite::OptionalExtension;
+use rusqlite::{OptionalExtension, ToSql};
 use sauti_core::clock;
 use sauti_core::filter::{ListQuery, Sql, SqlValue};
 use serde::{Deserialize, Serialize};
@@ -193,17 +193,9 @@ impl Store {
         for r in rows {
             let a = q.bind(SqlValue::Int(account_id));
             let msisdn = q.bind(SqlValue::Text(r.msisdn.clone()));
-            let cols = [
-                &r.email,
-                &r.first_name,
-                &r.last_name,
-                &r.address,
-                &r.custom1,
-                &r.custom2,
-                &r.custom3,
-                &r.description,
-            ]
-            .map(|v| q.bind(v.clone().map(SqlValue::Text).unwrap_or(SqlValue::NullText)));
+            let cols = r
+                .import_texts()
+                .map(|v| q.bind(v.clone().map(SqlValue::Text).unwrap_or(SqlValue::NullText)));
             let meta = q.bind(SqlValue::Text(metadata_text(r)));
             let created = q.bind(SqlValue::Timestamp(now));
             let updated = q.bind(SqlValue::Timestamp(now));
@@ -289,29 +281,20 @@ fn sqlite_upsert(
         let meta = metadata_text(r);
         let existing: Option<i64> = find.query_row((account_id, &r.msisdn), |row| row.get(0)).optional()?;
         // The INSERT's parameters; the UPDATE takes the same and the id.
-        let fields: [&dyn rusqlite::ToSql; 12] = [
-            &account_id,
-            &r.msisdn,
-            &r.email,
-            &r.first_name,
-            &r.last_name,
-            &r.address,
-            &r.custom1,
-            &r.custom2,
-            &r.custom3,
-            &r.description,
-            &meta,
-            &now_text,
-        ];
+        let texts = r.import_texts();
+        let fields = || {
+            [&account_id as &dyn ToSql, &r.msisdn]
+                .into_iter()
+                .chain(texts.iter().map(|t| *t as &dyn ToSql))
+                .chain([&meta as &dyn ToSql, &now_text])
+        };
         let id = match existing {
             Some(id) => {
-                update.execute(rusqlite::params_from_iter(
-                    fields.iter().chain([&(&id as &dyn rusqlite::ToSql)]),
-                ))?;
+                update.execute(rusqlite::params_from_iter(fields().chain([&id as &dyn ToSql])))?;
                 id
             }
             None => {
-                insert.execute(&fields[..])?;
+                insert.execute(rusqlite::params_from_iter(fields()))?;
                 created += 1;
                 tx.last_insert_rowid()
             }
